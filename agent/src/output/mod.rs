@@ -1,0 +1,25 @@
+//! Outputs: render verdicts for people and machines: the `analyze` report, JSON lines, and (with the
+//! live agent) Prometheus families and the event log. Everything here starts from [`Verdict`]
+//! records and run counters; nothing here parses bytes.
+
+pub mod json;
+pub mod report;
+
+/// Counters of a whole run, shown under the report (what was read, what was skipped and why).
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub files: Vec<String>,
+    pub frames: u64,
+    pub tcp_segments: u64,
+    /// Frames that were not TCP over IP, by cause.
+    pub not_tcp: u64,
+    pub decode_errors: u64,
+    pub duplicates: u64,
+    pub retransmissions: u64,
+    pub gaps: u64,
+    /// Flows on a watched port whose bytes were not TDS 7+ (Sybase TDS 5, TDS 4.2, random bytes).
+    pub non_tds_flows: u64,
+    pub evicted: u64,
+    pub first_ts: Option<crate::capture::Timestamp>,
+    pub last_ts: Option<crate::capture::Timestamp>,
+}
