@@ -17,8 +17,15 @@ impl Pipeline {
         let _ = (frame, out);
         todo!()
     }
+    /// End of input: every connection still open gets its verdict (outcome `unknown`).
     pub fn finish(&mut self, out: &mut dyn FnMut(Verdict)) {
         let _ = out;
+        todo!()
+    }
+    /// Adds this pipeline's counters (frames, segments, decode errors, duplicates, non-TDS flows …)
+    /// to `summary`.
+    pub fn add_to_summary(&self, summary: &mut crate::output::RunSummary) {
+        let _ = summary;
         todo!()
     }
 }
