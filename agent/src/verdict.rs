@@ -226,7 +226,7 @@ pub struct Verdict {
     /// and out of handshake-failure alerts. Not in the JSON (it is `stage == connected`).
     #[serde(skip)]
     pub probe: bool,
-    /// Key exchange and certificate hash, kept typed for the outputs. Not in the JSON.
+    /// The certificate's notAfter as Unix seconds, for the expiry metric. Not in the JSON.
     #[serde(skip)]
     pub cert_not_after_unix: Option<i64>,
 }
@@ -261,5 +261,11 @@ fn rfc3339<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error
 impl Serialize for Side {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
