@@ -450,6 +450,7 @@ impl Handshake {
                 if st.finished[0] && st.finished[1] && !st.completed {
                     st.completed = true;
                     st.t_completed = Some(ts);
+                    self.tls_completed();
                 }
                 self.note(side, "Finished", ts);
             }
@@ -476,6 +477,13 @@ impl Handshake {
                     self.blind = true;
                 }
             }
+        }
+    }
+
+    /// In TDS 8.0 strict the whole login (PRELOGIN and LOGIN7) runs inside TLS once it is up.
+    fn tls_completed(&mut self) {
+        if self.mode == Mode::Tds8Strict {
+            self.advance(Stage::Login);
         }
     }
 
@@ -512,6 +520,7 @@ impl Handshake {
                     st.t_client_finished = Some(ts);
                     st.completed = true;
                     st.t_completed = Some(ts);
+                    self.tls_completed();
                     self.note(side, "Finished", ts);
                 }
             }
@@ -1511,3 +1520,4 @@ mod tests {
         assert!(name_matches("DB.example.com", "db.EXAMPLE.com"));
     }
 }
+
