@@ -3,8 +3,10 @@
 //! most specific failure reason the evidence supports. The primer's §4 wire signatures live in
 //! [`Handshake::failure_reason`] as explicit rules, in the order of the primer's table.
 //!
-//! Memory: a connection past its handshake keeps only this struct (the parsers are dropped by the
-//! pipeline), so the facts that only some connections have live behind boxes.
+//! Memory: an open connection past its handshake keeps only this struct (the pipeline drops the
+//! parsers), so it is kept small: times are microsecond offsets, and the bulky facts that many
+//! connections share (a client stack's ClientHello, a server's certificate, PRELOGIN options) are
+//! interned once in [`Shared`] and referenced.
 
 use crate::capture::Timestamp;
 use crate::conntrack::{ConnInfo, EndCause, Side};
@@ -14,13 +16,16 @@ use crate::verdict::{
     AlertFact, CertificateFacts, CloseFacts, Durations, Encryption, LoginFacts, LoginResult, Mode,
     Outcome, PreloginFacts, Reason, Stage, TlsFacts, Verdict,
 };
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::sync::Arc;
 
 /// TCP-level events the machine needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpEvent {
     Syn,
     SynAck,
-    /// Payload bytes from a side (sent for every data delivery; the machine keeps the first).
+    /// Payload bytes from a side (the pipeline sends it once per side).
     Data(Side),
     Gap(Side),
     Fin(Side),
@@ -43,86 +48,167 @@ pub fn is_weak_signature_hash(hash: &str) -> bool {
     matches!(hash, "md5" | "sha224" | "sha512")
 }
 
-/// What was learned of the TLS handshake; boxed because only TLS connections need it.
-#[derive(Debug, Default)]
-struct TlsState {
-    client_hello: Option<Box<ClientHello>>,
-    server_hello: Option<ServerHello>,
-    hello_retry: bool,
-    certificate: Option<Box<Certificate>>,
-    dh_bits: Option<u32>,
-    server_hello_done: bool,
-    client_key_exchange: bool,
-    ccs: [bool; 2],
-    /// Finished (an encrypted handshake record after CCS), per side.
-    finished: [bool; 2],
-    /// Application-data records seen per side (saturating).
-    app_data: [u32; 2],
-    alerts: Vec<(Side, Option<u8>, Option<u8>)>,
-    alerts_dropped: u32,
-    /// The first alert (side, description) seen before the handshake completed.
-    first_handshake_alert: Option<(Side, Option<u8>)>,
-    completed: bool,
-    /// Times of key moments, for durations and evidence.
-    t_client_hello: Option<Timestamp>,
-    t_completed: Option<Timestamp>,
-    t_client_finished: Option<Timestamp>,
-    t_server_flight_end: Option<Timestamp>,
-    /// TLS 1.3: the server's encrypted flight was seen.
-    server_flight: bool,
-    malformed: bool,
+/// A set of shared values: equal values are stored once and handed out as `Arc`s. Bounded: when
+/// full, values no connection holds any more are swept out; if it is still full, new values are
+/// simply not shared.
+pub struct Interner<T: Hash + Eq> {
+    set: HashSet<Arc<T>, ahash::RandomState>,
+    cap: usize,
 }
 
-impl TlsState {
-    fn version(&self) -> Option<u16> {
-        self.server_hello.map(|h| h.version)
+impl<T: Hash + Eq> Interner<T> {
+    pub fn new(cap: usize) -> Self {
+        Interner { set: HashSet::with_hasher(ahash::RandomState::new()), cap }
     }
-    fn is_tls13(&self) -> bool {
-        self.version() == Some(tls::TLS13)
+    pub fn intern(&mut self, value: T) -> Arc<T> {
+        if let Some(shared) = self.set.get(&value) {
+            return Arc::clone(shared);
+        }
+        if self.set.len() >= self.cap {
+            self.set.retain(|v| Arc::strong_count(v) > 1);
+        }
+        let shared = Arc::new(value);
+        if self.set.len() < self.cap {
+            self.set.insert(Arc::clone(&shared));
+        }
+        shared
     }
-    fn kx(&self) -> Option<KeyExchange> {
-        let hello = self.server_hello?;
-        if hello.version == tls::TLS13 {
-            hello.key_share_group.map(tls::kx_of_group)
-        } else {
-            Some(tls::kx_of_suite(hello.suite))
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// What the machines of one pipeline share.
+pub struct Shared {
+    pub hellos: Interner<ClientHello>,
+    pub certificates: Interner<Certificate>,
+    pub prelogins: Interner<Prelogin>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        // Distinct client stacks, servers and driver versions: thousands at most on one host.
+        Shared {
+            hellos: Interner::new(16_384),
+            certificates: Interner::new(4_096),
+            prelogins: Interner::new(16_384),
         }
     }
 }
 
-/// Login facts and the encrypted-login bookkeeping.
-#[derive(Debug, Default)]
-struct LoginState {
-    /// LOGIN7 seen in clear, or inferred as the client's first record inside TLS.
-    login7: bool,
-    login7_clear: bool,
-    tds_version: Option<u32>,
-    ack_version: Option<u32>,
-    error: Option<(u32, u8, u8)>,
-    routing: bool,
-    /// The server answered LOGIN7 (clear response, or TLS data after the client's LOGIN7 record).
-    answered: bool,
-    t_login7: Option<Timestamp>,
-    t_answer: Option<Timestamp>,
-    /// Encrypted login: client turns (bursts of records after a server answer) after the TLS
-    /// handshake. In TDS 7.x the first turn is LOGIN7; in strict mode PRELOGIN then LOGIN7.
-    client_turns: u8,
-    /// Server data since the client's last turn.
-    server_spoke: bool,
+/// Moments of a connection, in microseconds since its first packet (0 = not seen; saturates after
+/// 71 minutes, far beyond any handshake).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Times {
+    prelogin_response: u32,
+    client_hello: u32,
+    tls_completed: u32,
+    client_finished: u32,
+    login7: u32,
+    login_answer: u32,
+    first_fin: u32,
+    first_rst: u32,
+    last_event: u32,
 }
+
+/// What the last protocol event before the close was, for the evidence line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Prelogin,
+    PreloginResponse,
+    Login7,
+    Login7Encrypted,
+    LoginAck,
+    LoginError,
+    LoginAnswerEncrypted,
+    ClientHello,
+    ServerHello,
+    Certificate,
+    ServerKeyExchange,
+    ServerHelloDone,
+    ClientKeyExchange,
+    ChangeCipherSpec,
+    Finished,
+    EncryptedServerFlight,
+    EncryptedAlert,
+    Alert,
+}
+
+impl Last {
+    fn as_str(self) -> &'static str {
+        match self {
+            Last::Prelogin => "PRELOGIN",
+            Last::PreloginResponse => "PRELOGIN response",
+            Last::Login7 => "LOGIN7",
+            Last::Login7Encrypted => "LOGIN7 (encrypted)",
+            Last::LoginAck => "LOGINACK",
+            Last::LoginError => "login ERROR",
+            Last::LoginAnswerEncrypted => "login response (encrypted)",
+            Last::ClientHello => "ClientHello",
+            Last::ServerHello => "ServerHello",
+            Last::Certificate => "Certificate",
+            Last::ServerKeyExchange => "ServerKeyExchange",
+            Last::ServerHelloDone => "ServerHelloDone",
+            Last::ClientKeyExchange => "ClientKeyExchange",
+            Last::ChangeCipherSpec => "ChangeCipherSpec",
+            Last::Finished => "Finished",
+            Last::EncryptedServerFlight => "encrypted server flight",
+            Last::EncryptedAlert => "encrypted alert",
+            Last::Alert => "alert",
+        }
+    }
+}
+
+/// One alert: sender, level and description (`None` when encrypted).
+type Alert = (Side, Option<u8>, Option<u8>);
+
+/// The alerts of a connection, boxed so that the many connections without one pay a pointer.
+#[derive(Debug, Default)]
+struct Alerts(Vec<Alert>);
 
 /// The per-connection state machine.
 #[derive(Debug)]
 pub struct Handshake {
     first_seen: Timestamp,
-    last_seen: Timestamp,
+    t: Times,
+    client_prelogin: Option<Arc<Prelogin>>,
+    server_prelogin: Option<Arc<Prelogin>>,
+    client_hello: Option<Arc<ClientHello>>,
+    certificate: Option<Arc<Certificate>>,
+    /// Rare: allocated on the first alert.
+    alerts: Option<Box<Alerts>>,
+    server_hello: Option<ServerHello>,
+    /// DH prime size from the ServerKeyExchange.
+    dh_bits: Option<u32>,
+    /// LOGIN7's TDS version, the LOGINACK's, and a login ERROR (number, state, class).
+    login_version: Option<u32>,
+    ack_version: Option<u32>,
+    error: Option<(u32, u8, u8)>,
+    /// Application-data records per side (saturating).
+    app_data: [u16; 2],
     stage: Stage,
     mode: Mode,
-    /// The first client payload has been classified.
+    close_stage: Option<Stage>,
+    first_fin: Option<Side>,
+    first_rst: Option<Side>,
+    last_event: Option<(Side, Last)>,
+    /// The first fatal (or encrypted) alert before the TLS handshake completed.
+    handshake_alert: Option<(Side, Option<u8>)>,
+    /// Encrypted login: client turns (bursts of records after a server answer) after the TLS
+    /// handshake. In TDS 7.x the first turn is LOGIN7; in strict mode PRELOGIN, then LOGIN7.
+    client_turns: u8,
+    f: Flags,
+}
+
+/// Yes/no facts, one byte each (clarity over the last few bytes).
+#[derive(Debug, Default, Clone, Copy)]
+struct Flags {
+    /// The first client payload has been classified (it sets the mode).
     client_started: bool,
     server_payload: bool,
-    syn: bool,
-    syn_ack: bool,
     /// Roles from a SYN: the whole connection was seen from its start.
     from_start: bool,
     /// Post-login traffic seen on a connection joined mid-stream.
@@ -133,44 +219,56 @@ pub struct Handshake {
     tds_seen: bool,
     /// Bytes were lost or a parser gave up before the outcome was decided.
     blind: bool,
-    client_prelogin: Option<Box<Prelogin>>,
-    server_prelogin: Option<Box<Prelogin>>,
-    t_prelogin_response: Option<Timestamp>,
-    tls: Option<Box<TlsState>>,
-    login: Option<Box<LoginState>>,
-    first_fin: Option<(Side, Timestamp)>,
-    first_rst: Option<(Side, Timestamp)>,
-    close_stage: Option<Stage>,
-    /// The last protocol event before the first close, for evidence ("after the client's Finished").
-    last_event: Option<(Side, &'static str, Timestamp)>,
+    hello_retry: bool,
+    server_hello_done: bool,
+    client_key_exchange: bool,
+    ccs: [bool; 2],
+    /// Finished (an encrypted handshake record after CCS, or TLS 1.3's client Finished), per side.
+    finished: [bool; 2],
+    tls_completed: bool,
+    /// TLS 1.3: the server's encrypted flight was seen.
+    server_flight: bool,
+    /// LOGIN7 seen in clear, or inferred as the client's login turn inside TLS.
+    login7: bool,
+    login7_clear: bool,
+    /// The server answered LOGIN7 (clear response, or TLS data after the client's LOGIN7 turn).
+    answered: bool,
+    /// Server data since the client's last turn.
+    server_spoke: bool,
+    routing: bool,
 }
 
 impl Handshake {
     pub fn new(ts: Timestamp, info: &ConnInfo) -> Self {
         Handshake {
             first_seen: ts,
-            last_seen: ts,
-            stage: if info.roles_from_syn { Stage::Syn } else { Stage::Connected },
-            mode: Mode::Unknown,
-            client_started: false,
-            server_payload: false,
-            syn: false,
-            syn_ack: false,
-            from_start: info.roles_from_syn,
-            midstream_traffic: false,
-            not_tds: false,
-            tds_seen: false,
-            blind: false,
+            t: Times::default(),
             client_prelogin: None,
             server_prelogin: None,
-            t_prelogin_response: None,
-            tls: None,
-            login: None,
+            client_hello: None,
+            certificate: None,
+            alerts: None,
+            server_hello: None,
+            dh_bits: None,
+            login_version: None,
+            ack_version: None,
+            error: None,
+            app_data: [0; 2],
+            stage: if info.roles_from_syn { Stage::Syn } else { Stage::Connected },
+            mode: Mode::Unknown,
+            close_stage: None,
             first_fin: None,
             first_rst: None,
-            close_stage: None,
             last_event: None,
+            handshake_alert: None,
+            client_turns: 0,
+            f: Flags { from_start: info.roles_from_syn, ..Flags::default() },
         }
+    }
+
+    /// Microseconds since the first packet, at least 1 (0 means "not seen").
+    fn at(&self, ts: Timestamp) -> u32 {
+        u32::try_from(ts.since(self.first_seen) / 1000).unwrap_or(u32::MAX).max(1)
     }
 
     fn closed(&self) -> bool {
@@ -183,53 +281,53 @@ impl Handshake {
         }
     }
 
-    fn note(&mut self, side: Side, what: &'static str, ts: Timestamp) {
+    fn note(&mut self, side: Side, what: Last, ts: Timestamp) {
         if !self.closed() {
-            self.last_event = Some((side, what, ts));
+            self.last_event = Some((side, what));
+            self.t.last_event = self.at(ts);
         }
     }
 
-    fn tls_mut(&mut self) -> &mut TlsState {
-        self.tls.get_or_insert_with(Default::default)
+    fn is_tls13(&self) -> bool {
+        self.server_hello.is_some_and(|h| h.version == tls::TLS13)
     }
 
-    fn login_mut(&mut self) -> &mut LoginState {
-        self.login.get_or_insert_with(Default::default)
+    fn kx(&self) -> Option<KeyExchange> {
+        let hello = self.server_hello?;
+        if hello.version == tls::TLS13 {
+            hello.key_share_group.map(tls::kx_of_group)
+        } else {
+            Some(tls::kx_of_suite(hello.suite))
+        }
     }
 
     pub fn on_tcp(&mut self, ts: Timestamp, ev: TcpEvent) {
-        self.last_seen = self.last_seen.max(ts);
         match ev {
-            TcpEvent::Syn => self.syn = true,
-            TcpEvent::SynAck => {
-                self.syn_ack = true;
-                self.advance(Stage::Connected);
-            }
+            TcpEvent::Syn => {}
+            TcpEvent::SynAck => self.advance(Stage::Connected),
             TcpEvent::Data(side) => {
                 self.advance(Stage::Connected);
                 if side == Side::Server {
-                    self.server_payload = true;
+                    self.f.server_payload = true;
                 }
             }
             TcpEvent::Gap(_) => {
                 if self.stage < Stage::Established {
-                    self.blind = true;
+                    self.f.blind = true;
                 }
             }
             TcpEvent::Fin(side) => {
                 if self.first_fin.is_none() {
-                    self.first_fin = Some((side, ts));
-                    if self.close_stage.is_none() {
-                        self.close_stage = Some(self.stage);
-                    }
+                    self.first_fin = Some(side);
+                    self.t.first_fin = self.at(ts);
+                    self.close_stage.get_or_insert(self.stage);
                 }
             }
             TcpEvent::Rst { side, .. } => {
                 if self.first_rst.is_none() {
-                    self.first_rst = Some((side, ts));
-                    if self.close_stage.is_none() {
-                        self.close_stage = Some(self.stage);
-                    }
+                    self.first_rst = Some(side);
+                    self.t.first_rst = self.at(ts);
+                    self.close_stage.get_or_insert(self.stage);
                 }
             }
         }
@@ -238,34 +336,33 @@ impl Handshake {
     /// The first client payload tells the mode: PRELOGIN or LOGIN7 → TDS 7.x, a TLS ClientHello →
     /// TDS 8.0 strict, anything else → joined mid-stream.
     fn client_start(&mut self, mode: Mode) {
-        if !self.client_started {
-            self.client_started = true;
+        if !self.f.client_started {
+            self.f.client_started = true;
             self.mode = mode;
         }
     }
 
     /// A TDS event (never [`TdsEvent::TlsData`], which goes to the TLS layer).
-    pub fn on_tds(&mut self, ts: Timestamp, side: Side, ev: &TdsEvent<'_>) {
-        self.last_seen = self.last_seen.max(ts);
+    pub fn on_tds(&mut self, ts: Timestamp, side: Side, ev: &TdsEvent<'_>, shared: &mut Shared) {
         match ev {
             TdsEvent::TlsData { .. } => {}
             TdsEvent::Prelogin(p) => {
-                self.tds_seen = true;
+                self.f.tds_seen = true;
                 match side {
                     Side::Client => {
                         self.client_start(Mode::Tds7);
                         if self.client_prelogin.is_none() {
-                            self.client_prelogin = Some(Box::new(p.clone()));
+                            self.client_prelogin = Some(shared.prelogins.intern(p.clone()));
                         }
                         self.advance(Stage::Prelogin);
-                        self.note(side, "PRELOGIN", ts);
+                        self.note(side, Last::Prelogin, ts);
                     }
                     Side::Server => {
                         if self.server_prelogin.is_none() {
-                            self.server_prelogin = Some(Box::new(p.clone()));
-                            self.t_prelogin_response = Some(ts);
+                            self.server_prelogin = Some(shared.prelogins.intern(p.clone()));
+                            self.t.prelogin_response = self.at(ts);
                         }
-                        self.note(side, "PRELOGIN response", ts);
+                        self.note(side, Last::PreloginResponse, ts);
                     }
                 }
             }
@@ -273,215 +370,184 @@ impl Handshake {
                 if side != Side::Client {
                     return;
                 }
-                self.tds_seen = true;
+                self.f.tds_seen = true;
                 self.client_start(Mode::Tds7);
-                let login = self.login_mut();
-                if !login.login7 {
-                    login.login7 = true;
-                    login.login7_clear = true;
-                    login.tds_version = Some(*tds_version);
-                    login.t_login7 = Some(ts);
+                if !self.f.login7 {
+                    self.f.login7 = true;
+                    self.f.login7_clear = true;
+                    self.login_version = Some(*tds_version);
+                    self.t.login7 = self.at(ts);
                 }
                 self.advance(Stage::Login);
-                self.note(side, "LOGIN7", ts);
+                self.note(side, Last::Login7, ts);
             }
             TdsEvent::LegacyLogin => {
-                if !self.tds_seen {
-                    self.not_tds = true;
+                if !self.f.tds_seen {
+                    self.f.not_tds = true;
                 }
             }
             TdsEvent::LoginAck { tds_version } => {
                 if side != Side::Server {
                     return;
                 }
-                self.tds_seen = true;
-                let login = self.login_mut();
-                login.ack_version.get_or_insert(*tds_version);
-                if !login.answered {
-                    login.answered = true;
-                    login.t_answer = Some(ts);
-                }
+                self.f.tds_seen = true;
+                self.ack_version.get_or_insert(*tds_version);
+                self.login_answered(ts);
                 self.advance(Stage::Established);
-                self.note(side, "LOGINACK", ts);
+                self.note(side, Last::LoginAck, ts);
             }
             TdsEvent::Error { number, state, class } => {
-                if side != Side::Server {
+                if side != Side::Server || self.stage >= Stage::Established {
                     return;
                 }
-                self.tds_seen = true;
-                if self.stage < Stage::Established {
-                    let login = self.login_mut();
-                    login.error.get_or_insert((*number, *state, *class));
-                    if !login.answered {
-                        login.answered = true;
-                        login.t_answer = Some(ts);
-                    }
-                    self.note(side, "login ERROR", ts);
-                }
+                self.f.tds_seen = true;
+                self.error.get_or_insert((*number, *state, *class));
+                self.login_answered(ts);
+                self.note(side, Last::LoginError, ts);
             }
             TdsEvent::Routing { .. } => {
                 if side == Side::Server {
-                    self.login_mut().routing = true;
+                    self.f.routing = true;
                 }
             }
             TdsEvent::Message { packet_type } => {
-                self.tds_seen = true;
+                self.f.tds_seen = true;
                 match side {
                     Side::Client => {
-                        if !self.client_started {
-                            // A request first: joined mid-stream (or a pre-login-less client
-                            // that we cannot place); the mode stays unknown.
-                            self.client_start(Mode::Unknown);
-                        }
+                        // A request first: joined mid-stream; the mode stays unknown.
+                        self.client_start(Mode::Unknown);
                         if is_request(*packet_type) {
-                            let answered = self.login.as_ref().is_some_and(|l| l.answered);
-                            if answered && self.login.as_ref().is_some_and(|l| l.error.is_none()) {
+                            if self.f.answered && self.error.is_none() {
                                 self.advance(Stage::Established);
-                            } else if !self.from_start && self.login.is_none() {
-                                self.midstream_traffic = true;
+                            } else if !self.f.from_start && !self.f.login7 {
+                                self.f.midstream_traffic = true;
                             }
                         }
                     }
                     Side::Server => {
                         if *packet_type == 0x04
-                            && !self.from_start
+                            && !self.f.from_start
                             && self.client_prelogin.is_none()
-                            && self.login.is_none()
+                            && !self.f.login7
                         {
-                            self.midstream_traffic = true;
+                            self.f.midstream_traffic = true;
                         }
                     }
                 }
             }
             TdsEvent::NotTds => {
-                if !self.tds_seen {
-                    self.not_tds = true;
+                if !self.f.tds_seen {
+                    self.f.not_tds = true;
                 } else if self.stage < Stage::Established {
-                    self.blind = true;
+                    self.f.blind = true;
                 }
             }
             TdsEvent::Desync => {
                 if self.stage < Stage::Established {
-                    self.blind = true;
+                    self.f.blind = true;
                 }
             }
         }
     }
 
-    pub fn on_tls(&mut self, ts: Timestamp, side: Side, ev: TlsEvent) {
-        self.last_seen = self.last_seen.max(ts);
-        self.tds_seen = true;
+    fn login_answered(&mut self, ts: Timestamp) {
+        if !self.f.answered {
+            self.f.answered = true;
+            self.t.login_answer = self.at(ts);
+        }
+    }
+
+    pub fn on_tls(&mut self, ts: Timestamp, side: Side, ev: TlsEvent, shared: &mut Shared) {
+        self.f.tds_seen = true;
         let i = side.index();
-        match ev {
-            TlsEvent::ClientHello(hello) => {
-                if side != Side::Client {
-                    return;
-                }
+        match (side, ev) {
+            (Side::Client, TlsEvent::ClientHello(hello)) => {
                 // TLS before any PRELOGIN: TDS 8.0 strict.
                 self.client_start(Mode::Tds8Strict);
                 self.advance(Stage::TlsHandshake);
-                let st = self.tls_mut();
-                st.t_client_hello.get_or_insert(ts);
+                if self.t.client_hello == 0 {
+                    self.t.client_hello = self.at(ts);
+                }
                 // After a HelloRetryRequest the second ClientHello replaces the first.
-                if st.client_hello.is_none() || st.hello_retry {
-                    st.client_hello = Some(hello);
+                if self.client_hello.is_none() || self.f.hello_retry {
+                    self.client_hello = Some(shared.hellos.intern(*hello));
                 }
-                self.note(side, "ClientHello", ts);
+                self.note(side, Last::ClientHello, ts);
             }
-            TlsEvent::ServerHello(hello) => {
-                if side != Side::Server {
-                    return;
-                }
-                let st = self.tls_mut();
+            (Side::Server, TlsEvent::ServerHello(hello)) => {
                 if hello.hello_retry {
-                    st.hello_retry = true;
-                } else if st.server_hello.is_none() {
-                    st.server_hello = Some(hello);
+                    self.f.hello_retry = true;
+                } else if self.server_hello.is_none() {
+                    self.server_hello = Some(hello);
                 }
-                self.note(side, "ServerHello", ts);
+                self.note(side, Last::ServerHello, ts);
             }
-            TlsEvent::Certificate(cert) => {
-                if side == Side::Server {
-                    let st = self.tls_mut();
-                    if st.certificate.is_none() {
-                        st.certificate = Some(cert);
-                    }
-                    self.note(side, "Certificate", ts);
+            (Side::Server, TlsEvent::Certificate(cert)) => {
+                if self.certificate.is_none() {
+                    self.certificate = Some(shared.certificates.intern(*cert));
                 }
+                self.note(side, Last::Certificate, ts);
             }
-            TlsEvent::ServerKeyExchange { dh_bits, .. } => {
-                if side == Side::Server {
-                    let st = self.tls_mut();
-                    if dh_bits.is_some() {
-                        st.dh_bits = dh_bits;
-                    }
-                    self.note(side, "ServerKeyExchange", ts);
+            (Side::Server, TlsEvent::ServerKeyExchange { dh_bits, .. }) => {
+                if dh_bits.is_some() {
+                    self.dh_bits = dh_bits;
                 }
+                self.note(side, Last::ServerKeyExchange, ts);
             }
-            TlsEvent::ServerHelloDone => {
-                if side == Side::Server {
-                    let st = self.tls_mut();
-                    st.server_hello_done = true;
-                    st.t_server_flight_end = Some(ts);
-                    self.note(side, "ServerHelloDone", ts);
-                }
+            (Side::Server, TlsEvent::ServerHelloDone) => {
+                self.f.server_hello_done = true;
+                self.note(side, Last::ServerHelloDone, ts);
             }
-            TlsEvent::ClientKeyExchange => {
-                if side == Side::Client {
-                    self.tls_mut().client_key_exchange = true;
-                    self.note(side, "ClientKeyExchange", ts);
-                }
+            (Side::Client, TlsEvent::ClientKeyExchange) => {
+                self.f.client_key_exchange = true;
+                self.note(side, Last::ClientKeyExchange, ts);
             }
-            TlsEvent::CertificateRequest | TlsEvent::NewSessionTicket => {}
-            TlsEvent::ChangeCipherSpec => {
-                self.tls_mut().ccs[i] = true;
-                self.note(side, "ChangeCipherSpec", ts);
+            (_, TlsEvent::ChangeCipherSpec) => {
+                self.f.ccs[i] = true;
+                self.note(side, Last::ChangeCipherSpec, ts);
             }
-            TlsEvent::EncryptedHandshake => {
-                let st = self.tls_mut();
-                if st.is_tls13() {
-                    // TLS 1.3 middlebox-compatibility: not expected, but harmless.
+            (_, TlsEvent::EncryptedHandshake) => {
+                if self.is_tls13() {
                     return;
                 }
-                st.finished[i] = true;
-                if side == Side::Client {
-                    st.t_client_finished.get_or_insert(ts);
+                self.f.finished[i] = true;
+                if side == Side::Client && self.t.client_finished == 0 {
+                    self.t.client_finished = self.at(ts);
                 }
-                if st.finished[0] && st.finished[1] && !st.completed {
-                    st.completed = true;
-                    st.t_completed = Some(ts);
-                    self.tls_completed();
+                if self.f.finished[0] && self.f.finished[1] {
+                    self.tls_completed(ts);
                 }
-                self.note(side, "Finished", ts);
+                self.note(side, Last::Finished, ts);
             }
-            TlsEvent::Alert { level, description } => {
-                let st = self.tls_mut();
-                if st.alerts.len() < MAX_ALERTS {
-                    st.alerts.push((side, level, description));
-                } else {
-                    st.alerts_dropped = st.alerts_dropped.saturating_add(1);
+            (_, TlsEvent::Alert { level, description }) => {
+                let alerts = &mut self.alerts.get_or_insert_with(Default::default).0;
+                if alerts.len() < MAX_ALERTS {
+                    alerts.push((side, level, description));
                 }
-                if !st.completed && st.first_handshake_alert.is_none() {
-                    // A warning close_notify is not a handshake failure signal.
-                    let fatal = level != Some(1);
-                    if fatal {
-                        st.first_handshake_alert = Some((side, description));
-                    }
+                // A warning (close_notify, …) is not a handshake failure signal.
+                if !self.f.tls_completed && self.handshake_alert.is_none() && level != Some(1) {
+                    self.handshake_alert = Some((side, description));
                 }
-                self.note(side, "alert", ts);
+                self.note(side, Last::Alert, ts);
             }
-            TlsEvent::ApplicationData { len } => self.on_app_data(ts, side, len),
-            TlsEvent::Malformed { .. } => {
-                self.tls_mut().malformed = true;
+            (_, TlsEvent::ApplicationData { len }) => self.on_app_data(ts, side, len),
+            (_, TlsEvent::Malformed { .. }) => {
                 if self.stage < Stage::Established {
-                    self.blind = true;
+                    self.f.blind = true;
                 }
             }
+            // Messages from the wrong side, CertificateRequest, NewSessionTicket: nothing to learn.
+            _ => {}
         }
     }
 
-    /// In TDS 8.0 strict the whole login (PRELOGIN and LOGIN7) runs inside TLS once it is up.
-    fn tls_completed(&mut self) {
+    fn tls_completed(&mut self, ts: Timestamp) {
+        if self.f.tls_completed {
+            return;
+        }
+        self.f.tls_completed = true;
+        self.t.tls_completed = self.at(ts);
+        // In TDS 8.0 strict the whole login (PRELOGIN and LOGIN7) runs inside TLS once it is up.
         if self.mode == Mode::Tds8Strict {
             self.advance(Stage::Login);
         }
@@ -489,73 +555,58 @@ impl Handshake {
 
     fn on_app_data(&mut self, ts: Timestamp, side: Side, len: usize) {
         let i = side.index();
-        let mode = self.mode;
-        let st = self.tls_mut();
-        st.app_data[i] = st.app_data[i].saturating_add(1);
-        if !st.completed {
-            if !st.is_tls13() {
-                // Application data before the TLS ≤ 1.2 handshake ended: resumption or a record
-                // we could not follow; nothing to conclude.
+        self.app_data[i] = self.app_data[i].saturating_add(1);
+        if !self.f.tls_completed {
+            // Before a TLS ≤ 1.2 handshake ended: resumption or a record we could not follow.
+            if !self.is_tls13() {
                 return;
             }
             match side {
                 Side::Server => {
-                    st.server_flight = true;
-                    st.t_server_flight_end = Some(ts);
-                    self.note(side, "encrypted server flight", ts);
+                    self.f.server_flight = true;
+                    self.note(side, Last::EncryptedServerFlight, ts);
                 }
-                Side::Client => {
-                    if !st.server_flight {
-                        return;
-                    }
+                Side::Client if self.f.server_flight => {
                     if len == TLS13_ENCRYPTED_ALERT_LEN {
                         // The size of an encrypted alert, not of a Finished (≥ 53 bytes).
-                        if st.first_handshake_alert.is_none() {
-                            st.first_handshake_alert = Some((side, None));
-                        }
-                        self.note(side, "encrypted alert", ts);
+                        self.handshake_alert.get_or_insert((side, None));
+                        self.note(side, Last::EncryptedAlert, ts);
                         return;
                     }
-                    st.finished[i] = true;
-                    st.t_client_finished = Some(ts);
-                    st.completed = true;
-                    st.t_completed = Some(ts);
-                    self.tls_completed();
-                    self.note(side, "Finished", ts);
+                    self.f.finished[i] = true;
+                    self.t.client_finished = self.at(ts);
+                    self.tls_completed(ts);
+                    self.note(side, Last::Finished, ts);
                 }
+                Side::Client => {}
             }
             return;
         }
         // After the handshake: the login runs inside TLS (full or strict), or LOGIN7 alone is
         // inside TLS (login-only) and the answer comes in clear.
-        let login_turn = if mode == Mode::Tds8Strict { 2 } else { 1 };
-        let login = self.login_mut();
+        let login_turn = if self.mode == Mode::Tds8Strict { 2 } else { 1 };
         match side {
             Side::Client => {
-                if login.client_turns == 0 || login.server_spoke {
-                    login.client_turns = login.client_turns.saturating_add(1);
-                    login.server_spoke = false;
-                    if login.client_turns == login_turn && !login.login7 {
-                        login.login7 = true;
-                        login.t_login7 = Some(ts);
-                    } else if login.client_turns > login_turn && login.answered {
+                if self.client_turns == 0 || self.f.server_spoke {
+                    self.client_turns = self.client_turns.saturating_add(1);
+                    self.f.server_spoke = false;
+                    if self.client_turns == login_turn && !self.f.login7 {
+                        self.f.login7 = true;
+                        self.t.login7 = self.at(ts);
+                        self.advance(Stage::Login);
+                        self.note(side, Last::Login7Encrypted, ts);
+                    } else if self.client_turns > login_turn && self.f.answered {
                         self.advance(Stage::Established);
-                        return;
                     }
-                }
-                if self.login.as_ref().is_some_and(|l| l.login7) {
-                    self.advance(Stage::Login);
-                    self.note(side, "LOGIN7 (encrypted)", ts);
                 }
             }
             Side::Server => {
-                if login.client_turns > 0 {
-                    login.server_spoke = true;
+                if self.client_turns > 0 {
+                    self.f.server_spoke = true;
                 }
-                if login.login7 && !login.answered {
-                    login.answered = true;
-                    login.t_answer = Some(ts);
-                    self.note(side, "login response (encrypted)", ts);
+                if self.f.login7 && !self.f.answered {
+                    self.login_answered(ts);
+                    self.note(side, Last::LoginAnswerEncrypted, ts);
                 }
             }
         }
@@ -563,39 +614,37 @@ impl Handshake {
 
     /// The handshake is decided: only the close matters from now on.
     pub fn done(&self) -> bool {
-        self.not_tds || self.stage == Stage::Established || self.midstream_traffic
+        self.f.not_tds || self.stage == Stage::Established || self.f.midstream_traffic
     }
 
     /// The flow turned out not to be TDS 7+.
     pub fn not_tds(&self) -> bool {
-        self.not_tds
+        self.f.not_tds
     }
 
     /// The server certificate's signature hash, when one was seen (shared across connections by the
     /// pipeline to explain silent closes after a ClientHello).
     pub fn certificate_hash(&self) -> Option<&'static str> {
-        self.tls.as_ref()?.certificate.as_ref()?.signature_hash
+        self.certificate.as_ref()?.signature_hash
+    }
+
+    fn setting(p: &Option<Arc<Prelogin>>) -> Option<EncryptSetting> {
+        p.as_ref().and_then(|p| p.encryption).and_then(EncryptSetting::from_byte)
     }
 
     fn encryption(&self) -> Encryption {
         if self.mode == Mode::Tds8Strict {
             return Encryption::Strict;
         }
-        let tls_completed = self.tls.as_ref().is_some_and(|t| t.completed);
         // What was seen beats what was negotiated.
-        if let Some(login) = &self.login {
-            if login.login7_clear {
-                return Encryption::None;
-            }
-            if tls_completed && login.answered {
-                let clear_answer = login.ack_version.is_some() || login.error.is_some();
-                return if clear_answer { Encryption::LoginOnly } else { Encryption::Full };
-            }
+        if self.f.login7_clear {
+            return Encryption::None;
         }
-        let setting = |p: &Option<Box<Prelogin>>| {
-            p.as_ref().and_then(|p| p.encryption).and_then(EncryptSetting::from_byte)
-        };
-        match (setting(&self.client_prelogin), setting(&self.server_prelogin)) {
+        if self.f.tls_completed && self.f.answered {
+            let clear_answer = self.ack_version.is_some() || self.error.is_some();
+            return if clear_answer { Encryption::LoginOnly } else { Encryption::Full };
+        }
+        match (Self::setting(&self.client_prelogin), Self::setting(&self.server_prelogin)) {
             (Some(c), Some(s)) => negotiated_encryption(c, s).unwrap_or(Encryption::None),
             _ => Encryption::Unknown,
         }
@@ -603,273 +652,253 @@ impl Handshake {
 
     /// PRELOGIN settings that the negotiation table says end the connection.
     fn encryption_mismatch(&self) -> bool {
-        let setting = |p: &Option<Box<Prelogin>>| {
-            p.as_ref().and_then(|p| p.encryption).and_then(EncryptSetting::from_byte)
-        };
-        match (setting(&self.client_prelogin), setting(&self.server_prelogin)) {
+        match (Self::setting(&self.client_prelogin), Self::setting(&self.server_prelogin)) {
             (Some(c), Some(s)) => negotiated_encryption(c, s).is_none(),
             _ => false,
         }
     }
 
-    /// The side and kind ("FIN"/"RST") and time of the first close.
-    fn first_close(&self) -> Option<(Side, &'static str, Timestamp)> {
-        match (self.first_fin, self.first_rst) {
-            (Some((fs, ft)), Some((rs, rt))) => {
-                if rt < ft {
-                    Some((rs, "RST", rt))
-                } else {
-                    Some((fs, "FIN", ft))
-                }
-            }
-            (Some((s, t)), None) => Some((s, "FIN", t)),
-            (None, Some((s, t))) => Some((s, "RST", t)),
-            (None, None) => None,
+    /// The first close: side, kind, and microseconds since the first packet.
+    fn first_close(&self) -> Option<Close> {
+        let fin = self.first_fin.map(|s| Close { side: s, rst: false, at: self.t.first_fin });
+        let rst = self.first_rst.map(|s| Close { side: s, rst: true, at: self.t.first_rst });
+        match (fin, rst) {
+            (Some(f), Some(r)) => Some(if r.at < f.at { r } else { f }),
+            (f, r) => f.or(r),
         }
     }
 
-    /// Primer §4, most specific first. Called only for connections that ended before
-    /// `established` with something to say (closed, or timed out).
-    fn failure_reason(&self, cause: EndCause, known_cert_hash: Option<&str>) -> (Reason, String) {
-        let close = self.first_close();
-        let generic = |what: &str| -> (Reason, String) {
-            match close {
-                Some((side, "RST", _)) => (Reason::Reset, format!("{side} RST {what}")),
-                Some((side, _, _)) => (Reason::Closed, format!("{side} FIN {what}")),
-                None => (Reason::IdleTimeout, format!("no packet for the idle timeout {what}")),
-            }
-        };
-        let after = |ts: Timestamp| -> String {
-            match self.last_event {
-                Some((side, what, t)) => {
-                    format!("{} after the {}'s {}", ms_text(ts.since(t)), side, what)
-                }
-                None => String::new(),
-            }
-        };
-        let close_text = |c: (Side, &'static str, Timestamp)| -> String {
-            format!("{} {} {}", c.0, c.1, after(c.2))
-        };
+    /// "1.0 ms after the server's Certificate", from the last protocol event to `at`.
+    fn after_last(&self, at: u32) -> String {
+        match self.last_event {
+            Some((side, what)) => format!(
+                "{} after the {}'s {}",
+                us_text(at.saturating_sub(self.t.last_event)),
+                side,
+                what.as_str()
+            ),
+            None => String::new(),
+        }
+    }
 
+    /// "server RST 1.0 ms after the client's Finished".
+    fn close_text(&self, c: Close) -> String {
+        format!("{} {} {}", c.side, c.kind(), self.after_last(c.at)).trim_end().to_string()
+    }
+
+    /// `closed` or `reset` by the kind of the first close: what is left when nothing more specific
+    /// is supported by the evidence.
+    fn generic(&self, c: Close, extra: &str) -> (Reason, String) {
+        let reason = if c.rst { Reason::Reset } else { Reason::Closed };
+        (reason, format!("{}{extra}", self.close_text(c)))
+    }
+
+    /// Primer §4, most specific first. Called only for connections that ended before
+    /// `established`, from their start, with no bytes lost.
+    fn failure_reason(&self, cause: EndCause, known_cert_hash: Option<&str>) -> (Reason, String) {
         // No TCP connection.
         if self.stage == Stage::Syn {
-            if let Some((Side::Server, _)) = self.first_rst {
+            if self.first_rst == Some(Side::Server) {
                 return (Reason::Refused, "server RST answered the SYN".into());
             }
             return (Reason::NoResponse, "SYN never answered".into());
         }
-        if cause == EndCause::IdleTimeout && close.is_none() {
-            return (
-                Reason::IdleTimeout,
-                format!("handshake stalled at {}: no packet for the idle timeout", self.stage),
-            );
-        }
-        let Some(c) = close else {
-            return generic("");
+        let Some(c) = self.first_close() else {
+            let why = if cause == EndCause::IdleTimeout {
+                format!("handshake stalled at {}: no packet for the idle timeout", self.stage)
+            } else {
+                format!("ended at {} with no FIN or RST ({cause:?})", self.stage)
+            };
+            return (Reason::IdleTimeout, why);
         };
-        let (close_side, close_kind, close_ts) = c;
 
-        // TDS 8.0 strict: ClientHello first, the server answered with no TLS at all.
-        let tls = self.tls.as_deref();
+        // TDS 8.0 strict client, and the server did not answer in TLS.
         if self.mode == Mode::Tds8Strict {
-            let server_tls = tls.is_some_and(|t| t.server_hello.is_some() || t.alerts.iter().any(|a| a.0 == Side::Server));
-            if !server_tls && (self.server_payload || close_side == Side::Server) {
+            let server_tls = self.server_hello.is_some()
+                || self.alerts.as_ref().is_some_and(|a| a.0.iter().any(|x| x.0 == Side::Server));
+            if !server_tls && (self.f.server_payload || c.side == Side::Server) {
                 return (
                     Reason::StrictMismatch,
                     format!(
                         "TDS 8.0 client (ClientHello first) and the server did not answer in TLS; {}",
-                        close_text(c)
+                        self.close_text(c)
                     ),
                 );
             }
         }
-        // PRELOGIN sent, the server answered TLS instead of PRELOGIN: a strict-only server.
-        if self.mode == Mode::Tds7 && self.server_prelogin.is_none() {
-            if let Some(t) = tls {
-                if t.client_hello.is_none() && t.alerts.iter().any(|a| a.0 == Side::Server) {
+        // PRELOGIN sent, and the server answered in TLS instead: a strict-only server.
+        if self.mode == Mode::Tds7
+            && self.server_prelogin.is_none()
+            && self.client_hello.is_none()
+            && self.alerts.as_ref().is_some_and(|a| a.0.iter().any(|x| x.0 == Side::Server))
+        {
+            return (
+                Reason::StrictMismatch,
+                format!("PRELOGIN answered with a TLS alert (a TDS 8.0 strict-only server); {}", self.close_text(c)),
+            );
+        }
+
+        match self.stage {
+            Stage::Prelogin => {
+                if self.encryption_mismatch() {
+                    let name = |p: &Option<Arc<Prelogin>>| Self::setting(p).map_or("?", |e| e.as_str());
                     return (
-                        Reason::StrictMismatch,
-                        "PRELOGIN to a server that answered in TLS (TDS 8.0 strict only)".into(),
+                        Reason::EncryptionMismatch,
+                        format!(
+                            "client ENCRYPT_{} vs server ENCRYPT_{}; {}",
+                            name(&self.client_prelogin),
+                            name(&self.server_prelogin),
+                            self.close_text(c)
+                        ),
                     );
                 }
+                if self.server_prelogin.is_none() {
+                    return self.generic(c, "; no PRELOGIN response");
+                }
+                self.generic(c, "")
             }
-        }
-
-        if self.stage == Stage::Prelogin {
-            if self.encryption_mismatch() {
-                let c_set = self.client_prelogin.as_ref().and_then(|p| p.encryption);
-                let s_set = self.server_prelogin.as_ref().and_then(|p| p.encryption);
-                return (
-                    Reason::EncryptionMismatch,
-                    format!(
-                        "client ENCRYPT_{} vs server ENCRYPT_{}; {}",
-                        enc_name(c_set),
-                        enc_name(s_set),
-                        close_text(c)
-                    ),
-                );
-            }
-            if self.server_prelogin.is_none() {
-                return generic(&format!("{}, no PRELOGIN response", after(close_ts)));
-            }
-            return generic(&after(close_ts));
-        }
-
-        if self.stage == Stage::TlsHandshake {
-            if let Some(t) = tls {
-                return self.tls_failure(t, c, known_cert_hash, &close_text);
-            }
-        }
-
-        if self.stage == Stage::Login {
-            if let Some(login) = &self.login {
-                if let Some((number, state, class)) = login.error {
+            Stage::TlsHandshake => self.tls_failure(c, known_cert_hash),
+            Stage::Login => {
+                if let Some((number, state, class)) = self.error {
                     return (
                         Reason::LoginFailed,
-                        format!("login ERROR {number} (state {state}, class {class}); {}", close_text(c)),
+                        format!("login ERROR {number} (state {state}, class {class}); {}", self.close_text(c)),
                     );
                 }
-                if !login.login7_clear
-                    && login.answered
-                    && close_side == Side::Server
+                if !self.f.login7_clear
+                    && self.f.answered
+                    && c.side == Side::Server
                     && self.encryption() == Encryption::Full
                 {
                     return (
                         Reason::LoginFailed,
                         format!(
-                            "encrypted login answered, then server {close_kind} with no request \
-                             from the client (login responses are encrypted: error number hidden)"
+                            "encrypted LOGIN7 answered, then server {} with no request from the \
+                             client (the login response is encrypted: its error number is hidden)",
+                            c.kind()
                         ),
                     );
                 }
+                self.generic(c, "")
             }
+            _ => self.generic(c, ""),
         }
-        generic(&after(close_ts))
     }
 
-    fn tls_failure(
-        &self,
-        t: &TlsState,
-        c: (Side, &'static str, Timestamp),
-        known_cert_hash: Option<&str>,
-        close_text: &dyn Fn((Side, &'static str, Timestamp)) -> String,
-    ) -> (Reason, String) {
-        let (close_side, close_kind, _) = c;
-        let suite = t.server_hello.map(|h| tls::suite_name(h.suite));
-        let suite_note = suite.as_deref().map(|s| format!("; suite {s}")).unwrap_or_default();
-        let client_max = t.client_hello.as_ref().map(|h| h.max_version);
-        if let Some((side, desc)) = t.first_handshake_alert {
-            let desc_name = desc.map(tls::alert_name).unwrap_or_else(|| "encrypted".into());
-            let alert_text = format!("{side} alert {desc_name}");
-            if side == Side::Server && t.server_hello.is_none() {
+    fn tls_failure(&self, c: Close, known_cert_hash: Option<&str>) -> (Reason, String) {
+        let suite_note = self
+            .server_hello
+            .map(|h| format!("; suite {}", tls::suite_name(h.suite)))
+            .unwrap_or_default();
+        let client_max = self.client_hello.as_ref().map(|h| tls::version_name(h.max_version));
+        let client_max = client_max.unwrap_or_else(|| "?".into());
+        let server_ccs = self.f.ccs[Side::Server.index()];
+
+        if let Some((side, desc)) = self.handshake_alert {
+            let name = desc.map_or_else(|| "encrypted".to_string(), tls::alert_name);
+            let alert = format!("{side} alert {name}");
+            if side == Side::Server && self.server_hello.is_none() {
                 return match desc {
                     Some(70) => (
                         Reason::NoCommonTlsVersion,
-                        format!(
-                            "{alert_text} after the ClientHello (client offers up to {})",
-                            client_max.map(tls::version_name).unwrap_or_default()
-                        ),
+                        format!("{alert} after the ClientHello (the client offers up to {client_max})"),
                     ),
-                    Some(40) | Some(71) => (
-                        Reason::NoCommonCipher,
-                        format!("{alert_text} after the ClientHello, no ServerHello"),
-                    ),
-                    _ => (Reason::TlsAlert, format!("{alert_text} after the ClientHello")),
+                    Some(40) | Some(71) => {
+                        (Reason::NoCommonCipher, format!("{alert} after the ClientHello, no ServerHello"))
+                    }
+                    _ => (Reason::TlsAlert, format!("{alert} after the ClientHello")),
                 };
             }
-            if side == Side::Server && t.client_key_exchange && !t.ccs[Side::Server.index()] {
-                return self.key_exchange_failure(t, format!("{alert_text} {}", self.after_client_finished(t)), &suite_note);
+            if side == Side::Server && self.f.client_key_exchange && !server_ccs {
+                return self.key_exchange_failure(&alert, &suite_note);
             }
             if side == Side::Client {
                 return match desc {
                     Some(42..=46) | Some(48) | Some(112) | None => (
                         Reason::CertificateRejected,
-                        format!("{alert_text} after the server's certificate{}", self.certificate_doubts(t)),
+                        format!("{alert} after the server's certificate{}", self.certificate_doubts()),
                     ),
-                    Some(70) => (Reason::NoCommonTlsVersion, format!("{alert_text} after the ServerHello")),
-                    _ => (Reason::TlsAlert, format!("{alert_text}{suite_note}")),
+                    Some(70) => (Reason::NoCommonTlsVersion, format!("{alert} after the ServerHello")),
+                    _ => (Reason::TlsAlert, format!("{alert}{suite_note}")),
                 };
             }
-            return (Reason::TlsAlert, format!("{alert_text}{suite_note}"));
+            return (Reason::TlsAlert, format!("{alert}{suite_note}"));
         }
-        if t.server_hello.is_none() {
-            if close_side == Side::Server {
+        if self.server_hello.is_none() {
+            if c.side == Side::Server {
                 if let Some(hash) = known_cert_hash.filter(|h| is_weak_signature_hash(h)) {
                     return (
                         Reason::WeakCertificateSignature,
                         format!(
-                            "server {close_kind} right after the ClientHello; its certificate (seen on \
-                             another connection) is signed with {hash}"
+                            "server {} right after the ClientHello; its certificate (seen on another \
+                             connection) is signed with {hash}",
+                            c.kind()
                         ),
                     );
                 }
-                if client_max.is_some_and(|v| v < tls::TLS12) {
+                let old_client = self.client_hello.as_ref().is_some_and(|h| h.max_version < tls::TLS12);
+                if old_client {
                     return (
                         Reason::NoCommonTlsVersion,
-                        format!(
-                            "server {close_kind} right after a ClientHello offering at most {}",
-                            client_max.map(tls::version_name).unwrap_or_default()
-                        ),
+                        format!("server {} right after a ClientHello offering at most {client_max}", c.kind()),
                     );
                 }
             }
-            let reason = if close_kind == "RST" { Reason::Reset } else { Reason::Closed };
-            return (reason, format!("{}, no ServerHello", close_text(c)));
+            return self.generic(c, "; no ServerHello");
         }
-        if close_side == Side::Server && t.client_key_exchange && !t.ccs[Side::Server.index()] {
-            return self.key_exchange_failure(
-                t,
-                format!("server {close_kind} {}", self.after_client_finished(t)),
-                &suite_note,
-            );
+        if c.side == Side::Server && self.f.client_key_exchange && !server_ccs {
+            return self.key_exchange_failure(&format!("server {}", c.kind()), &suite_note);
         }
-        let server_flight_done = t.server_hello_done || t.server_flight;
-        if close_side == Side::Client && server_flight_done && !t.client_key_exchange && !t.finished[0] {
+        let server_flight_done = self.f.server_hello_done || self.f.server_flight;
+        if c.side == Side::Client && server_flight_done && !self.f.client_key_exchange && !self.f.finished[0] {
             return (
                 Reason::CertificateRejected,
                 format!(
-                    "client {close_kind} right after the server's certificate flight{}",
-                    self.certificate_doubts(t)
+                    "client {} right after the server's certificate flight{}",
+                    c.kind(),
+                    self.certificate_doubts()
                 ),
             );
         }
-        let reason = if close_kind == "RST" { Reason::Reset } else { Reason::Closed };
-        (reason, format!("{}{suite_note}", close_text(c)))
+        self.generic(c, &suite_note)
     }
 
-    fn after_client_finished(&self, t: &TlsState) -> String {
-        let at = self.first_close().map(|c| c.2);
-        match (t.t_client_finished, at) {
-            (Some(f), Some(at)) => format!("{} after the client's Finished", ms_text(at.since(f))),
+    /// The DHE signature (KB4557473): the client's key exchange and Finished, then the server's
+    /// alert, FIN or RST instead of its ChangeCipherSpec.
+    fn key_exchange_failure(&self, what: &str, suite_note: &str) -> (Reason, String) {
+        let when = match (self.t.client_finished, self.first_close()) {
+            (f, Some(c)) if f > 0 => {
+                format!("{} after the client's Finished", us_text(c.at.saturating_sub(f)))
+            }
             _ => "after the client's key exchange".into(),
-        }
-    }
-
-    fn key_exchange_failure(&self, t: &TlsState, what: String, suite_note: &str) -> (Reason, String) {
-        let dh = t.dh_bits.map(|b| format!(", DH {b} bits")).unwrap_or_default();
-        if t.kx() == Some(KeyExchange::Dhe) {
+        };
+        if self.kx() == Some(KeyExchange::Dhe) {
+            let dh = self.dh_bits.map(|b| format!(", DH {b} bits")).unwrap_or_default();
             (
                 Reason::DheKeyExchangeFailure,
-                format!("{what} instead of its ChangeCipherSpec{suite_note}{dh}"),
+                format!("{what} {when} instead of its ChangeCipherSpec{suite_note}{dh}"),
             )
         } else {
-            (Reason::KeyExchangeFailure, format!("{what} instead of its ChangeCipherSpec{suite_note}"))
+            (
+                Reason::KeyExchangeFailure,
+                format!("{what} {when} instead of its ChangeCipherSpec{suite_note}"),
+            )
         }
     }
 
     /// What a validating driver would object to in the certificate, when it was visible.
-    fn certificate_doubts(&self, t: &TlsState) -> String {
-        let Some(cert) = t.certificate.as_deref() else {
+    fn certificate_doubts(&self) -> String {
+        let Some(cert) = self.certificate.as_deref() else {
             return String::new();
         };
         let mut doubts = Vec::new();
-        let now = (self.first_seen.0 / 1_000_000_000) as i64;
+        let now = i64::try_from(self.first_seen.0 / 1_000_000_000).unwrap_or(i64::MAX);
         if now > cert.not_after {
             doubts.push("expired".to_string());
         } else if now < cert.not_before {
             doubts.push("not yet valid".to_string());
         }
-        if let Some(sni) = t.client_hello.as_ref().and_then(|h| h.sni.as_deref()) {
+        if let Some(sni) = self.client_hello.as_ref().and_then(|h| h.sni.as_deref()) {
             if !cert.dns_names.iter().any(|n| name_matches(n, sni)) {
                 doubts.push(format!("no name matching {sni}"));
             }
@@ -880,10 +909,8 @@ impl Handshake {
         if cert.self_signed {
             doubts.push("self-signed".into());
         }
-        if let Some(h) = cert.signature_hash {
-            if is_weak_signature_hash(h) || h == "sha1" {
-                doubts.push(format!("signed with {h}"));
-            }
+        if let Some(h) = cert.signature_hash.filter(|h| is_weak_signature_hash(h) || *h == "sha1") {
+            doubts.push(format!("signed with {h}"));
         }
         if doubts.is_empty() {
             String::new()
@@ -894,78 +921,48 @@ impl Handshake {
 
     /// The verdict, or `None` when the flow turned out not to be TDS 7+. `known_cert_hash` is the
     /// signature hash of this server's certificate when another connection showed it.
-    pub fn finish(
-        self,
-        info: &ConnInfo,
-        cause: EndCause,
-        known_cert_hash: Option<&str>,
-    ) -> Option<Verdict> {
-        if self.not_tds {
+    pub fn finish(self, info: &ConnInfo, cause: EndCause, known_cert_hash: Option<&str>) -> Option<Verdict> {
+        if self.f.not_tds {
             return None;
         }
-        let last_seen = self.last_seen.max(info.last_seen);
-        let midstream = !self.from_start
+        let first_seen = self.first_seen.min(info.first_seen);
+        let last_seen = info.last_seen.max(first_seen);
+        let midstream = !self.f.from_start
             && self.client_prelogin.is_none()
-            && self.login.as_ref().is_none_or(|l| !l.login7)
+            && !self.f.login7
             && self.mode != Mode::Tds8Strict;
-        let still_open = matches!(cause, EndCause::EndOfInput) && !self.closed();
+        let still_open = cause == EndCause::EndOfInput && !self.closed();
         let established = self.stage == Stage::Established;
-        let probe = !self.client_started && self.stage == Stage::Connected && !self.server_payload
-            && matches!(self.first_close(), Some((Side::Client, _, _)));
+        let probe = !self.f.client_started
+            && self.stage == Stage::Connected
+            && !self.f.server_payload
+            && self.first_close().is_some_and(|c| c.side == Side::Client);
 
         let (outcome, reason, evidence) = if midstream {
-            let why = if established || self.midstream_traffic {
+            let why = if established || self.f.midstream_traffic {
                 "joined mid-stream: requests and responses seen, the handshake was not"
             } else {
                 "joined mid-stream: no SYN, PRELOGIN or LOGIN7 seen"
             };
             (Outcome::Unknown, None, why.to_string())
         } else if still_open {
-            (
-                Outcome::Unknown,
-                None,
-                format!("still open at {} when the capture ended", self.stage),
-            )
+            (Outcome::Unknown, None, format!("still open at {} when the capture ended", self.stage))
         } else if established {
             (Outcome::Established, None, self.established_evidence())
-        } else if self.blind {
-            (
-                Outcome::Unknown,
-                None,
-                format!("bytes lost at {}: the outcome cannot be told", self.stage),
-            )
+        } else if self.f.blind {
+            (Outcome::Unknown, None, format!("bytes lost at {}: the outcome cannot be told", self.stage))
         } else if probe {
-            (
-                Outcome::Failed,
-                Some(Reason::Closed),
-                "client closed before sending any TDS byte (TCP probe or port scan)".to_string(),
-            )
+            let text = "client closed before sending any TDS byte (TCP probe or port scan)";
+            (Outcome::Failed, Some(Reason::Closed), text.to_string())
         } else {
             let (reason, text) = self.failure_reason(cause, known_cert_hash);
             (Outcome::Failed, Some(reason), text)
         };
 
-        let tls = self.tls_facts();
-        let login = self.login_facts();
-        let durations = self.durations(last_seen);
-        let close = CloseFacts {
-            first_fin: self.first_fin.map(|f| f.0),
-            first_rst: self.first_rst.map(|r| r.0),
-            stage: self.close_stage,
-            abnormal: self.first_rst.is_some()
-                || match self.first_fin {
-                    Some((Side::Server, _)) => true,
-                    _ => false,
-                },
-        };
-        let cert_not_after_unix =
-            self.tls.as_ref().and_then(|t| t.certificate.as_ref()).map(|c| c.not_after);
         let encryption = if midstream { Encryption::Unknown } else { self.encryption() };
-        let evidence = if encryption == Encryption::None
-            && self.client_prelogin.as_ref().and_then(|p| p.encryption).and_then(EncryptSetting::from_byte)
-                .is_some_and(|s| matches!(s, EncryptSetting::On | EncryptSetting::Req))
-            && self.login.as_ref().is_some_and(|l| l.login7_clear)
-        {
+        let asked_for_tls = Self::setting(&self.client_prelogin)
+            .is_some_and(|s| matches!(s, EncryptSetting::On | EncryptSetting::Req));
+        let evidence = if encryption == Encryption::None && asked_for_tls && self.f.login7_clear {
             format!("{evidence}; DOWNGRADE: the client asked for encryption and logged in in clear")
         } else {
             evidence
@@ -973,7 +970,7 @@ impl Handshake {
         Some(Verdict {
             client: info.client,
             server: info.server,
-            first_seen: self.first_seen.min(info.first_seen),
+            first_seen,
             last_seen,
             mode: if midstream { Mode::Unknown } else { self.mode },
             encryption,
@@ -981,30 +978,33 @@ impl Handshake {
             outcome,
             reason,
             prelogin: self.prelogin_facts(),
-            tls,
-            login,
-            close,
-            durations_ms: durations,
+            tls: self.tls_facts(),
+            login: self.login_facts(),
+            close: CloseFacts {
+                first_fin: self.first_fin,
+                first_rst: self.first_rst,
+                stage: self.close_stage,
+                abnormal: self.first_rst.is_some() || self.first_fin == Some(Side::Server),
+            },
+            durations_ms: self.durations(first_seen, last_seen),
             evidence,
             probe,
-            cert_not_after_unix,
+            cert_not_after_unix: self.certificate.as_ref().map(|c| c.not_after),
         })
     }
 
     fn established_evidence(&self) -> String {
-        match &self.login {
-            Some(l) if l.ack_version.is_some() => "LOGINACK seen".into(),
-            Some(l) if l.answered => {
-                "encrypted login answered and the client went on sending requests".into()
-            }
-            _ => "requests after login".into(),
+        if self.ack_version.is_some() {
+            "LOGINACK seen".into()
+        } else if self.f.answered {
+            "encrypted login answered, and the client went on sending requests".into()
+        } else {
+            "requests after the login".into()
         }
     }
 
     fn prelogin_facts(&self) -> PreloginFacts {
-        let version = |p: &Prelogin| {
-            p.version.map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}"))
-        };
+        let version = |p: &Prelogin| p.version.map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}"));
         let enc = |p: &Prelogin| p.encryption.and_then(EncryptSetting::from_byte).map(|e| e.as_str());
         let client = self.client_prelogin.as_deref();
         let server = self.server_prelogin.as_deref();
@@ -1019,11 +1019,9 @@ impl Handshake {
     }
 
     fn tls_facts(&self) -> TlsFacts {
-        let Some(t) = self.tls.as_deref() else {
-            return TlsFacts::default();
-        };
-        let ch = t.client_hello.as_deref();
-        let sh = t.server_hello;
+        let ch = self.client_hello.as_deref();
+        let sh = self.server_hello;
+        let alerts = self.alerts.as_deref().map_or(&[][..], |a| a.0.as_slice());
         TlsFacts {
             client_max_version: ch.map(|h| tls::version_name(h.max_version)),
             client_min_version: ch.map(|h| tls::version_name(h.min_version)),
@@ -1034,10 +1032,10 @@ impl Handshake {
             ja4: ch.map(|h| h.ja4.clone()),
             version: sh.map(|h| tls::version_name(h.version)),
             suite: sh.map(|h| tls::suite_name(h.suite)),
-            kx: t.kx().map(KeyExchange::as_str),
-            dh_bits: t.dh_bits,
-            completed: if ch.is_some() { Some(t.completed) } else { None },
-            certificate: t.certificate.as_deref().map(|c| CertificateFacts {
+            kx: self.kx().map(KeyExchange::as_str),
+            dh_bits: self.dh_bits,
+            completed: ch.map(|_| self.f.tls_completed),
+            certificate: self.certificate.as_deref().map(|c| CertificateFacts {
                 subject: c.subject.clone(),
                 issuer: c.issuer.clone(),
                 signature_algorithm: c.signature_algorithm.clone(),
@@ -1046,8 +1044,7 @@ impl Handshake {
                 not_before: crate::verdict::format_unix_secs(c.not_before),
                 not_after: crate::verdict::format_unix_secs(c.not_after),
             }),
-            alerts: t
-                .alerts
+            alerts: alerts
                 .iter()
                 .map(|&(side, level, desc)| AlertFact {
                     from: side,
@@ -1059,40 +1056,49 @@ impl Handshake {
     }
 
     fn login_facts(&self) -> LoginFacts {
-        let Some(l) = self.login.as_deref() else {
-            return LoginFacts::default();
-        };
-        let result = if !l.login7 {
+        let result = if !self.f.login7 {
             None
-        } else if l.ack_version.is_some() || self.stage == Stage::Established {
-            Some(if l.ack_version.is_some() { LoginResult::Ack } else { LoginResult::Unknown })
-        } else if l.error.is_some() {
+        } else if self.ack_version.is_some() {
+            Some(LoginResult::Ack)
+        } else if self.error.is_some() {
             Some(LoginResult::Error)
         } else {
             Some(LoginResult::Unknown)
         };
         LoginFacts {
             result,
-            error_number: l.error.map(|e| e.0),
-            tds_version: l.ack_version.or(l.tds_version).map(tds::tds_version_name),
+            error_number: self.error.map(|e| e.0),
+            tds_version: self.ack_version.or(self.login_version).map(tds::tds_version_name),
         }
     }
 
-    fn durations(&self, last_seen: Timestamp) -> Durations {
-        let ms = |a: Timestamp, b: Timestamp| Some(b.since(a) as f64 / 1e6);
-        let tls = self.tls.as_deref();
-        let login = self.login.as_deref();
+    fn durations(&self, first_seen: Timestamp, last_seen: Timestamp) -> Durations {
+        let span = |a: u32, b: u32| (a > 0 && b > 0).then(|| f64::from(b.saturating_sub(a)) / 1e3);
+        let t = &self.t;
         Durations {
-            prelogin: self.t_prelogin_response.and_then(|t| ms(self.first_seen, t)),
-            tls_handshake: tls.and_then(|t| match (t.t_client_hello, t.t_completed) {
-                (Some(a), Some(b)) => ms(a, b),
-                _ => None,
-            }),
-            login: login.and_then(|l| match (l.t_login7, l.t_answer) {
-                (Some(a), Some(b)) => ms(a, b),
-                _ => None,
-            }),
-            total: ms(self.first_seen, last_seen),
+            prelogin: (t.prelogin_response > 0).then(|| f64::from(t.prelogin_response) / 1e3),
+            tls_handshake: span(t.client_hello, t.tls_completed),
+            login: span(t.login7, t.login_answer),
+            total: Some(last_seen.since(first_seen) as f64 / 1e6),
+        }
+    }
+}
+
+/// The first FIN or RST.
+#[derive(Debug, Clone, Copy)]
+struct Close {
+    side: Side,
+    rst: bool,
+    /// Microseconds since the first packet.
+    at: u32,
+}
+
+impl Close {
+    fn kind(self) -> &'static str {
+        if self.rst {
+            "RST"
+        } else {
+            "FIN"
         }
     }
 }
@@ -1108,13 +1114,9 @@ pub fn negotiated_encryption(client: EncryptSetting, server: EncryptSetting) -> 
     }
 }
 
-fn enc_name(raw: Option<u8>) -> &'static str {
-    raw.and_then(EncryptSetting::from_byte).map(|e| e.as_str()).unwrap_or("?")
-}
-
-/// "2 ms", "0.3 ms", "1.2 s".
-fn ms_text(ns: u64) -> String {
-    let ms = ns as f64 / 1e6;
+/// "2.0 ms", "15 ms", "1.2 s" for a number of microseconds.
+fn us_text(us: u32) -> String {
+    let ms = f64::from(us) / 1e3;
     if ms >= 1000.0 {
         format!("{:.1} s", ms / 1000.0)
     } else if ms >= 10.0 {
@@ -1156,12 +1158,13 @@ mod tests {
         m: Handshake,
         t: u64,
         info: ConnInfo,
+        shared: Shared,
     }
 
     impl Run {
         fn new(from_syn: bool) -> Self {
             let info = info(from_syn);
-            Run { m: Handshake::new(info.first_seen, &info), t: info.first_seen.0, info }
+            Run { m: Handshake::new(info.first_seen, &info), t: info.first_seen.0, info, shared: Shared::default() }
         }
         fn ts(&mut self) -> Timestamp {
             self.t += 1_000_000;
@@ -1175,13 +1178,13 @@ mod tests {
         fn tds(&mut self, side: Side, ev: TdsEvent<'static>) -> &mut Self {
             let ts = self.ts();
             self.m.on_tcp(ts, TcpEvent::Data(side));
-            self.m.on_tds(ts, side, &ev);
+            self.m.on_tds(ts, side, &ev, &mut self.shared);
             self
         }
         fn tls(&mut self, side: Side, ev: TlsEvent) -> &mut Self {
             let ts = self.ts();
             self.m.on_tcp(ts, TcpEvent::Data(side));
-            self.m.on_tls(ts, side, ev);
+            self.m.on_tls(ts, side, ev, &mut self.shared);
             self
         }
         fn connect(&mut self) -> &mut Self {
@@ -1227,6 +1230,7 @@ mod tests {
             self.tls(side, TlsEvent::ApplicationData { len: 100 })
         }
         fn finish(&mut self, cause: EndCause) -> Verdict {
+            self.info.last_seen = Timestamp(self.t);
             let m = std::mem::replace(&mut self.m, Handshake::new(self.info.first_seen, &self.info));
             m.finish(&self.info, cause, None).expect("a TDS verdict")
         }
@@ -1521,3 +1525,14 @@ mod tests {
     }
 }
 
+
+#[cfg(test)]
+mod size {
+    /// An open connection past its handshake keeps this struct and conntrack's entry: together
+    /// they must stay under 256 bytes (docs/performance.md).
+    #[test]
+    fn handshake_state_is_small() {
+        let size = std::mem::size_of::<super::Handshake>();
+        assert!(size <= 136, "Handshake grew to {size} bytes");
+    }
+}

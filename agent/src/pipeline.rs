@@ -7,7 +7,7 @@ use crate::capture::{Frame, Timestamp};
 use crate::config::{Config, Limits};
 use crate::conntrack::{self, ConnInfo, ConnTable, Ended, Interest, Side, StreamEvent};
 use crate::decode::{self, DecodeError};
-use crate::handshake::{Handshake, TcpEvent};
+use crate::handshake::{Handshake, Shared, TcpEvent};
 use crate::tds::{TdsEvent, TdsStream};
 use crate::tls::TlsStream;
 use crate::verdict::Verdict;
@@ -52,7 +52,7 @@ impl Session {
         }
     }
 
-    fn on_data(&mut self, ts: Timestamp, side: Side, bytes: &[u8]) {
+    fn on_data(&mut self, shared: &mut Shared, ts: Timestamp, side: Side, bytes: &[u8]) {
         let i = side.index();
         if !self.data_seen[i] {
             self.data_seen[i] = true;
@@ -66,30 +66,38 @@ impl Session {
         let machine = &mut self.machine;
         tds.feed(bytes, &mut |ev| match ev {
             TdsEvent::TlsData { bytes, .. } => {
-                tls.feed(bytes, &mut |tev| machine.on_tls(ts, side, tev));
+                tls.feed(bytes, &mut |tev| machine.on_tls(ts, side, tev, shared));
             }
-            other => machine.on_tds(ts, side, &other),
+            other => machine.on_tds(ts, side, &other, shared),
         });
     }
 
-    fn on_gap(&mut self, ts: Timestamp, side: Side, len: u64) {
+    fn on_gap(&mut self, shared: &mut Shared, ts: Timestamp, side: Side, len: u64) {
         self.machine.on_tcp(ts, TcpEvent::Gap(side));
         if let Some(parsers) = self.parsers.as_deref_mut() {
             let i = side.index();
             let machine = &mut self.machine;
-            parsers.tds[i].gap(len, &mut |ev| machine.on_tds(ts, side, &ev));
+            parsers.tds[i].gap(len, &mut |ev| machine.on_tds(ts, side, &ev, shared));
             parsers.tls[i].gap();
         }
     }
 }
 
 impl conntrack::Session for Session {
-    fn on_event(&mut self, ts: Timestamp, _info: &ConnInfo, event: StreamEvent<'_>) -> Interest {
+    type Shared = Shared;
+
+    fn on_event(
+        &mut self,
+        shared: &mut Shared,
+        ts: Timestamp,
+        _info: &ConnInfo,
+        event: StreamEvent<'_>,
+    ) -> Interest {
         match event {
             StreamEvent::Syn => self.machine.on_tcp(ts, TcpEvent::Syn),
             StreamEvent::SynAck => self.machine.on_tcp(ts, TcpEvent::SynAck),
-            StreamEvent::Data { side, bytes } => self.on_data(ts, side, bytes),
-            StreamEvent::Gap { side, len } => self.on_gap(ts, side, len),
+            StreamEvent::Data { side, bytes } => self.on_data(shared, ts, side, bytes),
+            StreamEvent::Gap { side, len } => self.on_gap(shared, ts, side, len),
             StreamEvent::Fin { side } => self.machine.on_tcp(ts, TcpEvent::Fin(side)),
             StreamEvent::Rst { side, ttl } => self.machine.on_tcp(ts, TcpEvent::Rst { side, ttl }),
         }
@@ -126,6 +134,7 @@ pub struct PipelineStats {
 pub struct Pipeline {
     limits: Limits,
     table: ConnTable<Session>,
+    shared: Shared,
     ended: Vec<Ended<Session>>,
     stats: PipelineStats,
     /// Latest capture time seen (time never runs backwards for expiry).
@@ -141,6 +150,7 @@ impl Pipeline {
         Pipeline {
             limits: config.limits.clone(),
             table: ConnTable::new(&config.limits, &config.ports),
+            shared: Shared::default(),
             ended: Vec::new(),
             stats: PipelineStats::default(),
             now: Timestamp(0),
@@ -164,6 +174,7 @@ impl Pipeline {
                 self.table.process(
                     ts,
                     &seg,
+                    &mut self.shared,
                     &mut |info| Session::new(ts, info, limits),
                     &mut self.ended,
                 );

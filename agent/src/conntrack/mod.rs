@@ -91,8 +91,16 @@ pub enum EndCause {
 
 /// The per-connection state of the layers above conntrack.
 pub trait Session {
+    /// State shared by all sessions of a table (caches, interners), lent to each call.
+    type Shared;
     /// One event of this connection, in order. Returns what the session still needs.
-    fn on_event(&mut self, ts: Timestamp, info: &ConnInfo, event: StreamEvent<'_>) -> Interest;
+    fn on_event(
+        &mut self,
+        shared: &mut Self::Shared,
+        ts: Timestamp,
+        info: &ConnInfo,
+        event: StreamEvent<'_>,
+    ) -> Interest;
     /// Bytes the session holds in reassembly buffers (counted against the total cap).
     fn buffered_bytes(&self) -> usize;
 }
@@ -154,10 +162,11 @@ impl<S: Session> ConnTable<S> {
         &mut self,
         ts: Timestamp,
         seg: &Segment<'_>,
+        shared: &mut S::Shared,
         new_session: &mut dyn FnMut(&ConnInfo) -> S,
         ended: &mut Vec<Ended<S>>,
     ) {
-        let _ = (ts, seg, new_session, ended);
+        let _ = (ts, seg, shared, new_session, ended);
         todo!("conntrack")
     }
 

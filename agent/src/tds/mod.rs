@@ -38,7 +38,7 @@ impl EncryptSetting {
 }
 
 /// The PRELOGIN options one side sent. Everything optional: a field absent or malformed is `None`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Prelogin {
     /// VERSION: major, minor, build (big-endian on the wire), sub-build.
     pub version: Option<(u8, u8, u16, u16)>,

@@ -78,7 +78,7 @@ pub fn is_grease(v: u16) -> bool {
 }
 
 /// What a ClientHello offers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct ClientHello {
     /// The record-layer-independent `legacy_version` of the ClientHello.
     pub legacy_version: u16,
@@ -112,7 +112,7 @@ pub struct ServerHello {
 }
 
 /// Facts of the leaf certificate, when it travels in clear.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct Certificate {
     /// RFC 4514 strings, at most 256 characters each.
     pub subject: String,
