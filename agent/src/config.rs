@@ -53,6 +53,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { ports: vec![1433], limits: Limits::default() }
+        Config {
+            ports: vec![1433],
+            limits: Limits::default(),
+        }
     }
 }

@@ -29,8 +29,14 @@ struct Parsers {
 impl Parsers {
     fn new(limits: &Limits) -> Self {
         Parsers {
-            tds: [TdsStream::new(Side::Client, limits), TdsStream::new(Side::Server, limits)],
-            tls: [TlsStream::new(Side::Client, limits), TlsStream::new(Side::Server, limits)],
+            tds: [
+                TdsStream::new(Side::Client, limits),
+                TdsStream::new(Side::Server, limits),
+            ],
+            tls: [
+                TlsStream::new(Side::Client, limits),
+                TlsStream::new(Side::Server, limits),
+            ],
         }
     }
 }
@@ -203,7 +209,12 @@ impl Pipeline {
 
     fn emit(&mut self, out: &mut dyn FnMut(Verdict)) {
         for ended in self.ended.drain(..) {
-            let Ended { info, session, cause, .. } = ended;
+            let Ended {
+                info,
+                session,
+                cause,
+                ..
+            } = ended;
             let machine = session.machine;
             if let Some(hash) = machine.certificate_hash() {
                 if self.server_cert_hash.len() < MAX_REMEMBERED_SERVERS

@@ -236,7 +236,9 @@ pub fn format_rfc3339(ts: Timestamp) -> String {
     let nanos = i128::from(ts.0);
     match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
         Ok(t) => {
-            let t = t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t);
+            let t = t
+                .replace_nanosecond(t.nanosecond() / 1000 * 1000)
+                .unwrap_or(t);
             t.format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_else(|_| ts.0.to_string())
         }

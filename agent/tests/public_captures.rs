@@ -38,7 +38,11 @@ fn analyze(name: &str, extra_ports: &[u16]) -> (Vec<Verdict>, RunSummary) {
 }
 
 fn only(verdicts: &[Verdict]) -> &Verdict {
-    assert_eq!(verdicts.len(), 1, "exactly one connection expected: {verdicts:#?}");
+    assert_eq!(
+        verdicts.len(),
+        1,
+        "exactly one connection expected: {verdicts:#?}"
+    );
     &verdicts[0]
 }
 
@@ -53,13 +57,31 @@ fn check_sql2022(v: &Verdict) {
     assert_eq!(v.reason, None);
     assert_eq!(v.prelogin.client_encryption, Some("OFF"));
     assert_eq!(v.prelogin.server_encryption, Some("OFF"));
-    assert!(v.prelogin.server_version.as_deref().is_some_and(|s| s.starts_with("16.0.600")), "{:?}", v.prelogin);
+    assert!(
+        v.prelogin
+            .server_version
+            .as_deref()
+            .is_some_and(|s| s.starts_with("16.0.600")),
+        "{:?}",
+        v.prelogin
+    );
     assert_eq!(v.tls.version.as_deref(), Some("TLSv1.2"));
-    assert_eq!(v.tls.suite.as_deref(), Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"));
+    assert_eq!(
+        v.tls.suite.as_deref(),
+        Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    );
     assert_eq!(v.tls.kx, Some("ecdhe"));
     assert_eq!(v.tls.completed, Some(true));
-    let cert = v.tls.certificate.as_ref().expect("the certificate travels in clear with TLS 1.2");
-    assert!(cert.subject.contains("SSL_Self_Signed_Fallback"), "{}", cert.subject);
+    let cert = v
+        .tls
+        .certificate
+        .as_ref()
+        .expect("the certificate travels in clear with TLS 1.2");
+    assert!(
+        cert.subject.contains("SSL_Self_Signed_Fallback"),
+        "{}",
+        cert.subject
+    );
     assert_eq!(v.login.result, Some(LoginResult::Ack));
     assert_eq!(v.login.tds_version.as_deref(), Some("7.4"));
     assert_eq!(v.close.first_fin, Some(Side::Client));
@@ -72,7 +94,10 @@ fn check_sql2022(v: &Verdict) {
 fn sql_server_2022_login_is_one_connection_login_only_tls12() {
     let (verdicts, summary) = analyze("0x5CE-beats__mssql_login.pcap", &[]);
     check_sql2022(only(&verdicts));
-    assert!(summary.duplicates >= 20, "every frame appears twice: {summary:?}");
+    assert!(
+        summary.duplicates >= 20,
+        "every frame appears twice: {summary:?}"
+    );
 }
 
 #[test]
@@ -88,11 +113,22 @@ fn sql_server_2019_capture_ends_with_the_connection_open() {
     assert_eq!(v.mode, Mode::Tds7);
     assert_eq!(v.encryption, Encryption::LoginOnly);
     assert_eq!(v.stage, Stage::Established);
-    assert_eq!(v.outcome, Outcome::Unknown, "open at the end of the capture");
-    assert!(v.prelogin.server_version.as_deref().is_some_and(|s| s.starts_with("15.0.4236")));
+    assert_eq!(
+        v.outcome,
+        Outcome::Unknown,
+        "open at the end of the capture"
+    );
+    assert!(v
+        .prelogin
+        .server_version
+        .as_deref()
+        .is_some_and(|s| s.starts_with("15.0.4236")));
     assert_eq!(v.tls.client_max_version.as_deref(), Some("TLSv1.3"));
     assert_eq!(v.tls.version.as_deref(), Some("TLSv1.2"));
-    assert_eq!(v.tls.suite.as_deref(), Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"));
+    assert_eq!(
+        v.tls.suite.as_deref(),
+        Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    );
     assert_eq!(v.login.result, Some(LoginResult::Ack));
     assert_eq!(v.login.tds_version.as_deref(), Some("7.4"));
     assert_eq!((v.close.first_fin, v.close.first_rst), (None, None));
@@ -106,7 +142,10 @@ fn sql_server_2000_without_encryption() {
     assert_eq!(v.encryption, Encryption::None);
     assert_eq!(v.prelogin.client_encryption, Some("OFF"));
     assert_eq!(v.prelogin.server_encryption, Some("NOT_SUP"));
-    assert_eq!((v.outcome, v.stage), (Outcome::Established, Stage::Established));
+    assert_eq!(
+        (v.outcome, v.stage),
+        (Outcome::Established, Stage::Established)
+    );
     assert_eq!(v.login.result, Some(LoginResult::Ack));
     assert_eq!(v.login.tds_version.as_deref(), Some("7.1"));
     assert_eq!(v.tls.version, None);
@@ -134,7 +173,10 @@ fn sybase_tds5_is_not_a_sql_server_handshake() {
     let (verdicts, _) = analyze("arkime__tds5.pcap", &[]);
     assert!(verdicts.is_empty(), "port 3106 is not watched by default");
     let (verdicts, summary) = analyze("arkime__tds5.pcap", &[3106]);
-    assert!(verdicts.is_empty(), "TDS 5 must not be reported: {verdicts:#?}");
+    assert!(
+        verdicts.is_empty(),
+        "TDS 5 must not be reported: {verdicts:#?}"
+    );
     assert_eq!(summary.non_tds_flows, 1);
 }
 
@@ -172,20 +214,34 @@ fn plain_tls_dhe_as_tls_first() {
     let v = only(&verdicts);
     assert_eq!(v.mode, Mode::Tds8Strict, "TLS first on the connection");
     assert_eq!(v.tls.version.as_deref(), Some("TLSv1.2"));
-    assert_eq!(v.tls.suite.as_deref(), Some("TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA"));
+    assert_eq!(
+        v.tls.suite.as_deref(),
+        Some("TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA")
+    );
     assert_eq!(v.tls.kx, Some("dhe"));
-    assert!(v.tls.dh_bits.is_some_and(|b| b >= 1024), "{:?}", v.tls.dh_bits);
+    assert!(
+        v.tls.dh_bits.is_some_and(|b| b >= 1024),
+        "{:?}",
+        v.tls.dh_bits
+    );
     assert_eq!(v.tls.completed, Some(true));
     assert_eq!(v.close.first_fin, Some(Side::Server));
     assert!(v.close.abnormal, "server FIN first, then RSTs");
-    assert!(v.tls.alerts.iter().any(|a| a.from == Side::Server && a.description.is_none()));
+    assert!(v
+        .tls
+        .alerts
+        .iter()
+        .any(|a| a.from == Side::Server && a.description.is_none()));
     assert_eq!(v.outcome, Outcome::Failed);
 }
 
 #[test]
 fn plain_tls_protocol_version_alert() {
     let (verdicts, _) = analyze("nDPI__tls_alert.pcap", &[443]);
-    let failed: Vec<_> = verdicts.iter().filter(|v| v.outcome == Outcome::Failed).collect();
+    let failed: Vec<_> = verdicts
+        .iter()
+        .filter(|v| v.outcome == Outcome::Failed)
+        .collect();
     assert_eq!(failed.len(), 1, "{verdicts:#?}");
     let v = failed[0];
     assert_eq!(v.reason, Some(Reason::NoCommonTlsVersion));
@@ -193,11 +249,17 @@ fn plain_tls_protocol_version_alert() {
     assert_eq!(v.tls.alerts.len(), 1);
     assert_eq!(v.tls.alerts[0].from, Side::Server);
     assert_eq!(v.tls.alerts[0].level, Some("fatal"));
-    assert_eq!(v.tls.alerts[0].description.as_deref(), Some("protocol_version"));
+    assert_eq!(
+        v.tls.alerts[0].description.as_deref(),
+        Some("protocol_version")
+    );
     assert_eq!(v.close.first_fin, Some(Side::Server));
     assert!(v.close.abnormal);
     // The other flow is a mid-stream fragment: unknown, never failed.
-    assert!(verdicts.iter().filter(|v| v.outcome != Outcome::Failed).all(|v| v.outcome == Outcome::Unknown));
+    assert!(verdicts
+        .iter()
+        .filter(|v| v.outcome != Outcome::Failed)
+        .all(|v| v.outcome == Outcome::Unknown));
 }
 
 #[test]
@@ -205,7 +267,11 @@ fn every_public_capture_reads_to_the_end() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("../shared/captures/public") {
-        let name = entry.expect("entry").file_name().into_string().expect("utf-8 name");
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8 name");
         if !name.ends_with(".pcap") && !name.ends_with(".pcapng") {
             continue;
         }

@@ -144,7 +144,10 @@ pub enum TlsEvent {
     /// The first (leaf) certificate of a clear Certificate message.
     Certificate(Box<Certificate>),
     /// ServerKeyExchange: the DH prime size for DHE, the named curve for ECDHE.
-    ServerKeyExchange { dh_bits: Option<u32>, curve: Option<u16> },
+    ServerKeyExchange {
+        dh_bits: Option<u32>,
+        curve: Option<u16>,
+    },
     CertificateRequest,
     ServerHelloDone,
     ClientKeyExchange,
@@ -153,11 +156,18 @@ pub enum TlsEvent {
     /// A handshake record after this side's ChangeCipherSpec (Finished), content unreadable.
     EncryptedHandshake,
     /// An alert record. `level`/`description` are `None` when the alert is encrypted.
-    Alert { level: Option<u8>, description: Option<u8> },
+    Alert {
+        level: Option<u8>,
+        description: Option<u8>,
+    },
     /// An application_data record (in TLS 1.3 this also carries the encrypted handshake).
-    ApplicationData { len: usize },
+    ApplicationData {
+        len: usize,
+    },
     /// A record or handshake message that does not parse; the stream stops parsing.
-    Malformed { detail: &'static str },
+    Malformed {
+        detail: &'static str,
+    },
 }
 
 /// One direction of a TLS connection.
