@@ -45,7 +45,7 @@ pub struct Report {
     max_failures: usize,
     index: HashMap<SocketAddr, usize>,
     servers: Vec<ServerStats>,
-    /// Servers beyond `max_servers`, summed.
+    /// Servers not kept apart (see [`Report::server_mut`]), summed.
     other: ServerStats,
     total: Totals,
     /// Failed connections per reason; the last slot is for a failure without a reason.
@@ -97,6 +97,10 @@ impl Report {
         }
     }
 
+    /// The server's aggregates. When every slot is taken, a new server takes the slot of the least
+    /// busy server if that one was seen only once (a port scan's targets then churn through one
+    /// slot instead of pushing real servers out), the old slot's counts going to "other servers";
+    /// otherwise the new server is counted under "other servers" from the start.
     fn server_mut(&mut self, addr: SocketAddr) -> &mut ServerStats {
         let i = match self.index.get(&addr) {
             Some(&i) => Some(i),
@@ -106,7 +110,30 @@ impl Report {
                 self.index.insert(addr, i);
                 Some(i)
             }
-            None => None,
+            None => {
+                let least = self
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.seen());
+                match least {
+                    Some((i, s)) if s.seen() <= 1 => {
+                        let old = self
+                            .servers
+                            .get_mut(i)
+                            .map(|slot| std::mem::replace(slot, ServerStats::new(Some(addr))));
+                        if let Some(old) = old {
+                            if let Some(old_addr) = old.addr {
+                                self.index.remove(&old_addr);
+                            }
+                            self.other.absorb(old);
+                        }
+                        self.index.insert(addr, i);
+                        Some(i)
+                    }
+                    _ => None,
+                }
+            }
         };
         match i.and_then(|i| self.servers.get_mut(i)) {
             Some(s) => s,
@@ -258,6 +285,14 @@ impl Totals {
             Outcome::Failed => self.failed += 1,
             Outcome::Unknown => self.unknown += 1,
         }
+    }
+
+    fn absorb(&mut self, from: &Totals) {
+        self.connections += from.connections;
+        self.established += from.established;
+        self.failed += from.failed;
+        self.unknown += from.unknown;
+        self.probes += from.probes;
     }
 
     fn counts_line(&self) -> String {
@@ -413,20 +448,14 @@ impl ServerStats {
             if is_older_than_tls12(max) {
                 self.old_clients += 1;
                 self.old_client_max.add(max);
-                let ip = v.client.ip();
-                if !self.old_client_hosts.contains(&ip) {
-                    if self.old_client_hosts.len() < MAX_OLD_CLIENT_HOSTS {
-                        self.old_client_hosts.push(ip);
-                    } else {
-                        self.old_client_hosts_more = true;
-                    }
-                }
+                self.note_old_client_host(v.client.ip());
             }
         }
         if let Some(n) = v.login.error_number {
             self.login_errors.add(&n.to_string());
         }
-        if let Some(cert) = &tls.certificate {
+        // "Other servers" mixes servers: no one certificate to show.
+        if let (Some(cert), Some(_)) = (&tls.certificate, self.addr) {
             let expired = match v.cert_not_after_unix {
                 Some(na) => i128::from(na) * 1_000_000_000 < i128::from(v.last_seen.0),
                 None => false,
@@ -465,6 +494,52 @@ impl ServerStats {
         self.login_ms.add(d.login);
     }
 
+    /// Adds `from`'s counts to these (for "other servers": its certificate is not kept).
+    fn absorb(&mut self, from: ServerStats) {
+        fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        self.counts.absorb(&from.counts);
+        add(&mut self.by_reason, &from.by_reason);
+        for (a, b) in self.abnormal.iter_mut().zip(from.abnormal.iter()) {
+            for (a, b) in a.iter_mut().zip(b.iter()) {
+                add(a, b);
+            }
+        }
+        add(&mut self.encryption, &from.encryption);
+        self.tls_versions.absorb(from.tls_versions);
+        self.suites.absorb(from.suites);
+        add(&mut self.kx, &from.kx);
+        add(&mut self.kx_failed, &from.kx_failed);
+        self.dh_bits_min = match (self.dh_bits_min, from.dh_bits_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.dh_bits_max = self.dh_bits_max.max(from.dh_bits_max);
+        self.old_clients += from.old_clients;
+        self.old_client_max.absorb(from.old_client_max);
+        for ip in from.old_client_hosts {
+            self.note_old_client_host(ip);
+        }
+        self.old_client_hosts_more |= from.old_client_hosts_more;
+        self.login_errors.absorb(from.login_errors);
+        self.prelogin_ms.absorb(&from.prelogin_ms);
+        self.tls_ms.absorb(&from.tls_ms);
+        self.login_ms.absorb(&from.login_ms);
+    }
+
+    fn note_old_client_host(&mut self, ip: IpAddr) {
+        if !self.old_client_hosts.contains(&ip) {
+            if self.old_client_hosts.len() < MAX_OLD_CLIENT_HOSTS {
+                self.old_client_hosts.push(ip);
+            } else {
+                self.old_client_hosts_more = true;
+            }
+        }
+    }
+
     fn render(&self, out: &mut String, max_servers: usize) {
         match self.addr {
             Some(addr) => {
@@ -473,7 +548,7 @@ impl ServerStats {
             None => {
                 let _ = writeln!(
                     out,
-                    "other servers (beyond the first {max_servers}, summed)"
+                    "other servers (summed; at most {max_servers} servers are shown apart)"
                 );
             }
         }
@@ -716,14 +791,25 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, key: &str) {
-        // Compare against the cleaned form without allocating when the key is plain ASCII text.
+        self.add_n(key, 1);
+    }
+
+    fn add_n(&mut self, key: &str, n: u64) {
+        // Compared with the cleaned form without allocating: only a new value is copied.
         if let Some(item) = self.items.iter_mut().find(|(k, _)| same_clean(k, key)) {
-            item.1 += 1;
+            item.1 += n;
         } else if self.items.len() < MAX_DISTINCT {
-            self.items.push((clean(key), 1));
+            self.items.push((clean(key), n));
         } else {
-            self.other += 1;
+            self.other += n;
         }
+    }
+
+    fn absorb(&mut self, from: Tally) {
+        for (k, n) in &from.items {
+            self.add_n(k, *n);
+        }
+        self.other += from.other;
     }
 
     fn total(&self) -> u64 {
@@ -795,6 +881,13 @@ const BOUNDS_MS: [f64; 17] = [
 ];
 
 impl Histogram {
+    fn absorb(&mut self, from: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(from.counts.iter()) {
+            *a += b;
+        }
+        self.total += from.total;
+    }
+
     fn add(&mut self, ms: Option<f64>) {
         let Some(ms) = ms else { return };
         if !ms.is_finite() || ms < 0.0 {
@@ -910,10 +1003,12 @@ fn time_ms(ts: Timestamp) -> String {
         .unwrap_or_else(|| format_rfc3339(ts))
 }
 
-/// "1 h 02 min", "3 min 20 s", "1.5 s".
+/// "1 h 02 min", "3 min 20 s", "1.5 s", "30 ms".
 fn duration_words(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
-    if secs >= 3600 {
+    if secs == 0 {
+        format!("{} ms", ns / 1_000_000)
+    } else if secs >= 3600 {
         format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60)
     } else if secs >= 60 {
         format!("{} min {:02} s", secs / 60, secs % 60)
@@ -1364,7 +1459,7 @@ mod tests {
                 "all servers",
                 "server 10.0.0.5:1433",
                 "server 10.0.0.5:14330",
-                "other servers (beyond the first 2, summed)"
+                "other servers (summed; at most 2 servers are shown apart)"
             ]
         );
         let counts: Vec<&str> = text
@@ -1380,6 +1475,51 @@ mod tests {
             "  connections       2   established 2   failed 0"
         );
         assert_eq!(r.servers.len(), 2);
+    }
+
+    #[test]
+    fn servers_seen_once_give_way_to_busy_ones() {
+        let mut r = Report::with_limits(2, 20);
+        // A scan first: two targets refused, seen once each, fill both slots.
+        for target in ["10.0.9.1:1433", "10.0.9.2:1433"] {
+            let mut v = base("10.0.1.1:40000", target, 0);
+            v.stage = Stage::Syn;
+            v.outcome = Outcome::Failed;
+            v.reason = Some(Reason::Refused);
+            r.add(&v);
+        }
+        // Then the real servers: each takes a scan target's slot, which goes to "other servers".
+        for _ in 0..3 {
+            r.add(&established_ecdhe("10.0.1.2:40001", 0));
+        }
+        for _ in 0..2 {
+            r.add(&base("10.0.1.3:40002", "10.0.0.6:1433", 0));
+        }
+        // A later scan target finds no server seen only once: straight to "other servers".
+        r.add(&base("10.0.1.1:40003", "10.0.9.3:1433", 0));
+        let text = render(&r, &RunSummary::default());
+        let blocks: Vec<&str> = text.split("\n\n").collect();
+        assert!(
+            blocks[2].starts_with("server 10.0.0.5:1433\n  connections       3 "),
+            "{text}"
+        );
+        assert!(
+            blocks[3].starts_with("server 10.0.0.6:1433\n  connections       2 "),
+            "{text}"
+        );
+        let other = blocks[4];
+        assert!(other.starts_with("other servers (summed; at most 2 servers are shown apart)\n"));
+        assert!(other.contains("\n  connections       3   established 1   failed 2 (66.7%)\n"));
+        assert!(
+            other.contains("\n  failed by reason  refused 2\n"),
+            "{other}"
+        );
+        // The detail list still names the scan's refused connections.
+        assert_eq!(text.matches("→ 10.0.9.").count(), 2, "{text}");
+        assert!(
+            text.contains("  10.0.1.1:40000 → 10.0.9.2:1433  refused at syn\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1507,6 +1647,8 @@ mod tests {
         assert!(!is_older_than_tls12("0x7f1c"));
         assert_eq!(duration_words(3_720_000_000_000), "1 h 02 min");
         assert_eq!(duration_words(200_000_000_000), "3 min 20 s");
+        assert_eq!(duration_words(1_500_000_000), "1.5 s");
+        assert_eq!(duration_words(30_000_000), "30 ms");
     }
 
     #[test]
