@@ -231,17 +231,13 @@ pub struct Verdict {
     pub cert_not_after_unix: Option<i64>,
 }
 
-/// RFC 3339 with microseconds, UTC ("2024-05-01T10:00:00.123456Z").
+/// RFC 3339 with microseconds, UTC, fixed width ("2024-05-01T10:00:00.123456Z").
 pub fn format_rfc3339(ts: Timestamp) -> String {
-    let nanos = i128::from(ts.0);
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => {
-            let t = t
-                .replace_nanosecond(t.nanosecond() / 1000 * 1000)
-                .unwrap_or(t);
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| ts.0.to_string())
-        }
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts.0)) {
+        Ok(t) => t.format(FORMAT).unwrap_or_else(|_| ts.0.to_string()),
         Err(_) => ts.0.to_string(),
     }
 }

@@ -262,7 +262,7 @@ mod tests {
             "client": "10.0.0.9:51234",
             "server": "10.0.0.5:1433",
             "first_seen": "2024-05-01T10:00:00.123456Z",
-            "last_seen": "2024-05-01T10:00:01Z",
+            "last_seen": "2024-05-01T10:00:01.000000Z",
             "mode": "tds7",
             "encryption": "login_only",
             "stage": "tls_handshake",
@@ -323,8 +323,8 @@ mod tests {
         let (_, j) = line(&bare());
         assert_eq!(j["client"], "[fe80::1]:40000");
         assert_eq!(j["server"], "[2001:db8::5]:1433");
-        assert_eq!(j["first_seen"], "2024-05-01T10:00:00Z");
-        assert_eq!(j["last_seen"], "2024-05-01T10:00:00.0005Z");
+        assert_eq!(j["first_seen"], "2024-05-01T10:00:00.000000Z");
+        assert_eq!(j["last_seen"], "2024-05-01T10:00:00.000500Z");
         assert_eq!(j["mode"], "unknown");
         assert_eq!(j["encryption"], "unknown");
         assert_eq!(j["stage"], "connected");
