@@ -12,7 +12,10 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     pub fn from_secs_nanos(secs: u64, nanos: u32) -> Self {
-        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(u64::from(nanos)))
+        Timestamp(
+            secs.saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(nanos)),
+        )
     }
     /// Nanoseconds from `earlier` to `self`, 0 if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> u64 {
@@ -83,11 +86,18 @@ pub struct Progress {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a pcap or pcapng file")]
     UnknownFormat { path: String },
     #[error("{path}: corrupt capture at byte {offset}: {detail}")]
-    Corrupt { path: String, offset: u64, detail: String },
+    Corrupt {
+        path: String,
+        offset: u64,
+        detail: String,
+    },
     #[error("{path}: file ends in the middle of a record at byte {offset}")]
     Truncated { path: String, offset: u64 },
 }
