@@ -1121,6 +1121,89 @@ mod tests {
         }
     }
 
+    /// The public captures, as in `capture::file`'s tests (CI layout first, then a worktree kept
+    /// under a directory of worktrees). Missing captures fail the test.
+    fn public_capture(name: &str) -> std::path::PathBuf {
+        let candidates = [
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures/public/"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/captures/public/"
+            ),
+        ];
+        let dir = candidates
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|d| d.is_dir());
+        let dir = dir.unwrap_or_else(|| panic!("public captures not found at {}", candidates[0]));
+        dir.join(name)
+    }
+
+    #[test]
+    fn every_frame_of_the_public_captures_is_a_tcp_segment() {
+        use crate::capture::file::FileSource;
+        use crate::capture::FrameSource;
+        // (file, frames, captured TCP payload bytes as tshark counts them, payload bytes the IP
+        // lengths declare, frames whose IP length runs past the capture, frames on port 1433)
+        let files = [
+            (
+                "0x5CE-beats__mssql_15x_login_and_select.pcap",
+                31,
+                3066,
+                3066,
+                0,
+                31,
+            ),
+            ("0x5CE-beats__mssql_login.pcap", 44, 6456, 6456, 0, 44),
+            (
+                "0x5CE-beats__mssql_login_and_select.pcap",
+                50,
+                6920,
+                6920,
+                0,
+                50,
+            ),
+            ("arkime__ntlm_synthetic.pcap", 218, 7781, 7781, 0, 12),
+            ("arkime__tds5.pcap", 10, 908, 908, 0, 0),
+            ("arkime__tds7.pcap", 13, 1000, 1000, 0, 13),
+            // Every mrp frame declares 909 IP bytes (869 of payload); 161 were captured short.
+            ("mrp__tds.pcap", 1000, 793_089, 869_000, 161, 1000),
+            ("nDPI__mssql_tds.pcap", 38, 14142, 14142, 0, 38),
+            ("nDPI__tls_alert.pcap", 18, 361, 361, 0, 0),
+            ("tdspsql__tds.pcap", 9, 699, 699, 0, 9),
+            ("zeek__tls__dhe.pcap", 24, 4953, 4953, 0, 0),
+        ];
+        for (name, frames, captured, declared, short, port_1433) in files {
+            let mut source =
+                FileSource::open(&public_capture(name)).unwrap_or_else(|e| panic!("{e}"));
+            let (mut n, mut payload, mut missing, mut with_missing, mut on_1433) =
+                (0usize, 0u64, 0u64, 0usize, 0usize);
+            while let Some(frame) = source.next_frame().unwrap_or_else(|e| panic!("{e}")) {
+                let seg = decode(frame.link, frame.data)
+                    .unwrap_or_else(|e| panic!("{name} frame {}: {e}", n + 1));
+                n += 1;
+                payload += seg.payload.len() as u64;
+                missing += u64::from(seg.missing);
+                with_missing += usize::from(seg.missing > 0);
+                on_1433 += usize::from(seg.src.port() == 1433 || seg.dst.port() == 1433);
+                if name == "arkime__ntlm_synthetic.pcap" && on_1433 > 0 && seg.dst.port() == 1433 {
+                    assert!(seg.dst.is_ipv6(), "{name}: the TDS stream is over IPv6");
+                }
+                if name == "arkime__tds5.pcap" {
+                    assert!(
+                        seg.src.port() == 3106 || seg.dst.port() == 3106,
+                        "{name}: behind a VLAN tag"
+                    );
+                }
+            }
+            assert_eq!(n, frames, "{name}");
+            assert_eq!(payload, captured, "{name}");
+            assert_eq!(payload + missing, declared, "{name}");
+            assert_eq!(with_missing, short, "{name}");
+            assert_eq!(on_1433, port_1433, "{name}");
+        }
+    }
+
     #[test]
     fn corrupted_bytes_never_panic() {
         // Deterministic xorshift: flip every byte of every sample to several values, then throw
