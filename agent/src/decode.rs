@@ -64,7 +64,10 @@ pub enum DecodeError {
     NotIp,
     #[error("not TCP")]
     NotTcp,
-    /// A non-first IP fragment (its TCP header is in another frame): skipped and counted.
+    /// A fragment of a TCP packet, first or not (IPv4 MF set or offset ≠ 0, an IPv6 fragment
+    /// header other than an atomic one): its header or payload is partly in another frame and
+    /// fragments are not reassembled, so it is skipped and counted. Non-TCP fragments are `NotTcp`
+    /// when the protocol is known (IPv4).
     #[error("IP fragment")]
     Fragment,
 }
