@@ -4,6 +4,11 @@
 //! ERROR and routing ENVCHANGE tokens in clear responses, and hands TLS bytes (wrapped in PRELOGIN
 //! packets, or bare) on untouched. No I/O, no clocks, no metrics; never keeps user names, passwords or
 //! SQL text.
+//!
+//! At each boundary the first byte decides the framing: 0x14–0x17 a bare TLS record, 0x53 a MARS SMP
+//! packet (skipped whole), a known TDS packet type an 8-byte TDS header; anything else, or a header
+//! out of bounds, ends the stream with `NotTds`. It refuses to know what the events mean for the
+//! connection (the handshake decides), what is inside TLS, and anything of LOGIN7 but its version.
 
 use crate::config::Limits;
 use crate::conntrack::Side;
@@ -325,7 +330,8 @@ impl TdsStream {
         }
     }
 
-    /// Parses the next in-order bytes, calling `out` for each event.
+    /// Parses the next in-order bytes, calling `out` for each event. Any chunking of the same bytes
+    /// gives the same events, except that TLS bytes may be handed on in different pieces.
     pub fn feed(&mut self, bytes: &[u8], out: &mut dyn FnMut(TdsEvent<'_>)) {
         let mut data = bytes;
         while !data.is_empty() && !self.stopped {
@@ -369,14 +375,16 @@ impl TdsStream {
         }
     }
 
-    /// `len` bytes are missing at this point of the stream.
+    /// `len` bytes are missing at this point of the stream: emits `Desync` and stops parsing for good
+    /// (buffers freed). Nothing happens when `len` is 0 or the stream has already stopped.
     pub fn gap(&mut self, len: u64, out: &mut dyn FnMut(TdsEvent<'_>)) {
         if len > 0 && !self.stopped {
             self.stop(TdsEvent::Desync, out);
         }
     }
 
-    /// Bytes held in reassembly buffers.
+    /// Bytes held in reassembly buffers: the PRELOGIN message being reassembled, never more than
+    /// `Limits::max_tds_message`. The inline arrays of at most 16 bytes are not counted.
     pub fn buffered_bytes(&self) -> usize {
         self.buf.len()
     }

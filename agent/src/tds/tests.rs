@@ -1103,9 +1103,14 @@ fn truncations_of_valid_streams_never_panic() {
 // ---------------------------------------------------------------------------------------------
 // Public captures
 
-/// The TCP payloads of a classic pcap (Ethernet or Linux cooked, IPv4), per source port, each
-/// segment once (duplicates from multi-interface captures dropped by sequence number).
-fn pcap_payloads(name: &str) -> Vec<(u16, Vec<u8>)> {
+/// One TCP segment's payload from a capture: its flow as (source, destination) and its bytes.
+type Segment = ((std::net::SocketAddr, std::net::SocketAddr), Vec<u8>);
+
+/// The TCP payloads of a classic pcap (Ethernet or Linux cooked; IPv4 or IPv6 without extension
+/// headers), in capture order, each segment once (duplicates from multi-interface captures dropped
+/// by flow and sequence number). Frames cut short by the snap length give what they hold.
+fn pcap_segments(name: &str) -> Vec<Segment> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     // `agent/../../shared` in the main checkout and in CI; one level further up from a worktree.
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = manifest
@@ -1116,47 +1121,108 @@ fn pcap_payloads(name: &str) -> Vec<(u16, Vec<u8>)> {
     let file = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let cap = pcap_parser::PcapCapture::from_file(&file).expect("pcap");
     let link = cap.header.network.0;
+    let be16 = |b: &[u8], at: usize| b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for b in &cap.blocks {
-        let (l2, ethertype) = match link {
-            1 => (14, u16::from_be_bytes([b.data[12], b.data[13]])),
-            113 => (16, u16::from_be_bytes([b.data[14], b.data[15]])),
+        let d = b.data;
+        let (mut l2, mut ethertype) = match link {
+            1 => (14, be16(d, 12)),
+            113 => (16, be16(d, 14)),
             other => panic!("link type {other}"),
         };
-        if ethertype != 0x0800 {
-            continue;
+        if ethertype == Some(0x8100) {
+            // 802.1Q VLAN tag.
+            ethertype = be16(d, l2 + 2);
+            l2 += 4;
         }
-        let ip = &b.data[l2..];
-        let ihl = usize::from(ip[0] & 0x0F) * 4;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if ip[9] != 6 {
+        let Some(ip) = d.get(l2..) else { continue };
+        let (src, dst, tcp) = match ethertype {
+            Some(0x0800) if ip.len() >= 20 && ip[9] == 6 => {
+                let ihl = usize::from(ip[0] & 0x0F) * 4;
+                let end = usize::from(be16(ip, 2).unwrap_or(0)).min(ip.len());
+                let a = |at: usize| {
+                    IpAddr::V4(Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]))
+                };
+                (a(12), a(16), ip.get(ihl..end))
+            }
+            Some(0x86DD) if ip.len() >= 40 && ip[6] == 6 => {
+                let end = (40 + usize::from(be16(ip, 4).unwrap_or(0))).min(ip.len());
+                let a = |at: usize| {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(&ip[at..at + 16]);
+                    IpAddr::V6(Ipv6Addr::from(o))
+                };
+                (a(8), a(24), ip.get(40..end))
+            }
+            _ => continue,
+        };
+        let Some(tcp) = tcp.filter(|t| t.len() >= 20) else {
             continue;
-        }
-        let tcp = &ip[ihl..total];
-        let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+        };
+        let src = SocketAddr::new(src, be16(tcp, 0).unwrap_or(0));
+        let dst = SocketAddr::new(dst, be16(tcp, 2).unwrap_or(0));
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let payload = &tcp[usize::from(tcp[12] >> 4) * 4..];
-        if !payload.is_empty() && seen.insert((sport, seq)) {
-            out.push((sport, payload.to_vec()));
+        let payload = tcp.get(usize::from(tcp[12] >> 4) * 4..).unwrap_or_default();
+        if !payload.is_empty() && seen.insert((src, dst, seq)) {
+            out.push(((src, dst), payload.to_vec()));
         }
     }
     out
 }
 
-/// Feeds each side's segments in capture order, one segment per `feed`.
-fn capture_events(name: &str, server_port: u16) -> (Vec<Ev>, Vec<Ev>) {
-    let mut client = TdsStream::new(C, &Limits::default());
-    let mut server = TdsStream::new(S, &Limits::default());
-    let (mut ce, mut se) = (Vec::new(), Vec::new());
-    for (sport, payload) in pcap_payloads(name) {
-        if sport == server_port {
-            server.feed(&payload, &mut |e| push(&mut se, e));
+/// Feeds each direction of each connection to `server_port` its segments in capture order, one
+/// segment per `feed`; returns (client events, server events) per connection, in order of first
+/// appearance. Each direction's bytes fed whole, byte by byte and in random chunks give the same.
+fn capture_connections(name: &str, server_port: u16) -> Vec<(Vec<Ev>, Vec<Ev>)> {
+    type Conn = (TdsStream, TdsStream, Vec<Ev>, Vec<Ev>, Vec<u8>, Vec<u8>);
+    let mut conns: Vec<(std::net::SocketAddr, Conn)> = Vec::new();
+    for ((src, dst), payload) in pcap_segments(name) {
+        let (client, from_server) = match (src.port() == server_port, dst.port() == server_port) {
+            (true, _) => (dst, true),
+            (_, true) => (src, false),
+            _ => continue,
+        };
+        let i = match conns.iter().position(|(c, _)| *c == client) {
+            Some(i) => i,
+            None => {
+                let l = Limits::default();
+                let conn = (
+                    TdsStream::new(C, &l),
+                    TdsStream::new(S, &l),
+                    vec![],
+                    vec![],
+                    vec![],
+                    vec![],
+                );
+                conns.push((client, conn));
+                conns.len() - 1
+            }
+        };
+        let (cs, ss, ce, se, cb, sb) = &mut conns[i].1;
+        if from_server {
+            ss.feed(&payload, &mut |e| push(se, e));
+            sb.extend(&payload);
         } else {
-            client.feed(&payload, &mut |e| push(&mut ce, e));
+            cs.feed(&payload, &mut |e| push(ce, e));
+            cb.extend(&payload);
         }
     }
-    (ce, se)
+    conns
+        .into_iter()
+        .map(|(_, (_, _, ce, se, cb, sb))| {
+            assert_eq!(events(C, &cb), ce, "{name}: client bytes rechunked");
+            assert_eq!(events(S, &sb), se, "{name}: server bytes rechunked");
+            (ce, se)
+        })
+        .collect()
+}
+
+/// The one connection of a capture.
+fn capture_events(name: &str, server_port: u16) -> (Vec<Ev>, Vec<Ev>) {
+    let mut conns = capture_connections(name, server_port);
+    assert_eq!(conns.len(), 1, "{name}");
+    conns.remove(0)
 }
 
 #[test]
@@ -1194,21 +1260,42 @@ fn capture_sql_server_2000_no_encryption() {
     );
 }
 
+/// Events in short: TLS as its first byte (the content type) after checking that the bytes are whole
+/// TLS records end to end (no TDS header leaked in, nothing lost), PRELOGIN as version and encryption.
+fn kinds(evs: &[Ev]) -> Vec<String> {
+    evs.iter()
+        .map(|e| match e {
+            Ev::Tls(b, w) => {
+                let mut rest = &b[..];
+                while !rest.is_empty() {
+                    let len = tls_record_len(&rest[..5]).expect("a TLS record header");
+                    rest = &rest[5 + len..];
+                }
+                format!("Tls({}, {w})", b[0])
+            }
+            Ev::Prelogin(p) => format!("Prelogin({:?}, {:?})", p.version, p.encryption),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
 #[test]
-fn capture_sql_server_2022_login_only() {
-    let (client, server) = capture_events("0x5CE-beats__mssql_login.pcap", 1433);
-    let kinds = |evs: &[Ev]| -> Vec<String> {
-        evs.iter()
-            .map(|e| match e {
-                Ev::Tls(b, w) => format!("Tls({}, {w})", b.first().copied().unwrap_or(0)),
-                Ev::Prelogin(p) => format!("Prelogin({:?}, {:?})", p.version, p.encryption),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    };
-    assert_eq!(
-        kinds(&client),
-        vec![
+fn captures_sql_server_2019_and_2022_login_only() {
+    for (name, server_version, batches) in [
+        ("0x5CE-beats__mssql_login.pcap", "(16, 0, 600, 0)", 2),
+        (
+            "0x5CE-beats__mssql_login_and_select.pcap",
+            "(16, 0, 600, 0)",
+            3,
+        ),
+        (
+            "0x5CE-beats__mssql_15x_login_and_select.pcap",
+            "(15, 0, 4236, 0)",
+            3,
+        ),
+    ] {
+        let (client, server) = capture_events(name, 1433);
+        let mut want_client = vec![
             "Prelogin(Some((17, 10, 1, 0)), Some(0))",
             "Message(18)",
             "Tls(22, true)",
@@ -1216,14 +1303,11 @@ fn capture_sql_server_2022_login_only() {
             "Tls(22, true)",
             "Message(18)",
             "Tls(23, false)",
-            "Message(1)",
-            "Message(1)",
-        ]
-    );
-    assert_eq!(
-        kinds(&server),
-        vec![
-            "Prelogin(Some((16, 0, 600, 0)), Some(0))",
+        ];
+        want_client.extend(vec!["Message(1)"; batches]);
+        let prelogin = format!("Prelogin(Some({server_version}), Some(0))");
+        let mut want_server = vec![
+            prelogin.as_str(),
             "Message(4)",
             "Tls(22, true)",
             "Message(18)",
@@ -1231,8 +1315,63 @@ fn capture_sql_server_2022_login_only() {
             "Message(18)",
             "LoginAck(1946157060)",
             "Message(4)",
-            "Message(4)",
-            "Message(4)",
+        ];
+        want_server.extend(vec!["Message(4)"; batches]);
+        assert_eq!(kinds(&client), want_client, "{name}");
+        assert_eq!(kinds(&server), want_server, "{name}");
+    }
+}
+
+#[test]
+fn capture_sybase_tds5_is_legacy() {
+    let (client, server) = capture_events("arkime__tds5.pcap", 3106);
+    assert_eq!(client, vec![Ev::Legacy]);
+    // Its server speaks TDS 5 tokens: counted, no LOGINACK claimed for it.
+    assert_eq!(server, vec![Ev::Message(0x04), Ev::Message(0x04)]);
+}
+
+#[test]
+fn capture_pre_tds7_login_with_bogus_reply() {
+    let (client, server) = capture_events("tdspsql__tds.pcap", 1433);
+    assert_eq!(client, vec![Ev::Legacy]);
+    assert_eq!(server, vec![Ev::NotTds]);
+}
+
+#[test]
+fn capture_login7_first_with_sspi() {
+    let (client, server) = capture_events("arkime__ntlm_synthetic.pcap", 1433);
+    assert_eq!(
+        client,
+        vec![
+            Ev::Login7(0x7400_0004),
+            Ev::Message(0x10),
+            Ev::Message(0x11)
         ]
     );
+    assert_eq!(server, vec![Ev::Message(0x11)]);
+}
+
+#[test]
+fn capture_joined_mid_stream() {
+    let conns = capture_connections("nDPI__mssql_tds.pcap", 1433);
+    assert_eq!(conns.len(), 12);
+    let mut count = std::collections::BTreeMap::new();
+    for (client, server) in &conns {
+        for e in client.iter().chain(server) {
+            let Ev::Message(t) = e else {
+                panic!("unexpected {e:?}")
+            };
+            *count.entry(*t).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        count,
+        [(0x01, 3), (0x03, 16), (0x04, 10)].into_iter().collect()
+    );
+}
+
+#[test]
+fn capture_fuzz_is_not_tds() {
+    let conns = capture_connections("mrp__tds.pcap", 1433);
+    assert_eq!(conns, vec![(vec![], vec![Ev::NotTds])]);
 }
