@@ -52,7 +52,8 @@ impl EncryptSetting {
 /// The PRELOGIN options one side sent. Everything optional: a field absent or malformed is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prelogin {
-    /// VERSION: major, minor, build (big-endian on the wire), sub-build.
+    /// VERSION: major, minor, build (big-endian on the wire), sub-build (read big-endian too; the
+    /// spec gives no order and every capture at hand has 0 there).
     pub version: Option<(u8, u8, u16, u16)>,
     /// ENCRYPTION raw byte (see [`EncryptSetting::from_byte`]; bit 0x80 = client certificate).
     pub encryption: Option<u8>,
@@ -60,8 +61,11 @@ pub struct Prelogin {
     pub instance: Option<String>,
     /// MARS: 0 off, 1 on.
     pub mars: Option<u8>,
+    /// FEDAUTHREQUIRED: 1 byte.
     pub fedauth_required: Option<u8>,
+    /// TRACEID sent with data (servers echo the option with length 0: that is false).
     pub has_trace_id: bool,
+    /// NONCEOPT sent with data.
     pub has_nonce: bool,
 }
 

@@ -74,9 +74,10 @@ pub(super) fn parse(p: &[u8]) -> Option<Prelogin> {
             ENCRYPTION => out.encryption = data.first().copied(),
             INSTOPT => out.instance = instance_name(data),
             MARS => out.mars = data.first().copied(),
-            TRACEID => out.has_trace_id = true,
+            // Servers echo TRACEID with no data: only data counts as a trace id.
+            TRACEID => out.has_trace_id = len > 0,
             FEDAUTHREQUIRED => out.fedauth_required = data.first().copied(),
-            NONCEOPT => out.has_nonce = true,
+            NONCEOPT => out.has_nonce = len > 0,
             _ => {} // THREADID and unknown options: checked, not kept
         }
     }
@@ -131,7 +132,7 @@ mod tests {
         assert_eq!(got.encryption, Some(0));
         assert_eq!(got.instance.as_deref(), Some(""));
         assert_eq!(got.mars, Some(0));
-        assert!(got.has_trace_id);
+        assert!(!got.has_trace_id, "TRACEID echoed with length 0");
     }
 
     #[test]
