@@ -2,8 +2,11 @@
 //! handshakes, together with the verdict each connection should get. The expected verdicts come
 //! from what was generated, never from tdswatch (this crate does not depend on it).
 
+pub mod gen;
 pub mod pcap;
 pub mod rng;
+pub mod scenario;
+pub mod tcp;
 pub mod tds;
 pub mod tls;
 

@@ -6,6 +6,8 @@ pub const TYPE_SQL_BATCH: u8 = 0x01;
 pub const TYPE_RESPONSE: u8 = 0x04;
 pub const TYPE_LOGIN7: u8 = 0x10;
 pub const TYPE_PRELOGIN: u8 = 0x12;
+/// The server answers PRELOGIN in a tabular-result packet.
+pub const TYPE_PRELOGIN_RESPONSE: u8 = TYPE_RESPONSE;
 
 pub const STATUS_EOM: u8 = 0x01;
 pub const HEADER_LEN: usize = 8;
