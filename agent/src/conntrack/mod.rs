@@ -159,6 +159,12 @@ struct List {
     tail: u32,
 }
 
+/// LRU lists are ordered by last packet to within 2^24 ns (16.8 ms): a connection is moved to its
+/// list's tail at most once per bucket of that size. Each connection was last moved in the same
+/// bucket as its last packet, so along a list `last_seen` never goes back by more than one bucket:
+/// expiry and eviction pick the least recently seen connection to within 16.8 ms.
+const LRU_GRANULARITY_SHIFT: u32 = 24;
+
 const PAYLOAD: usize = 0;
 const CLOSE: usize = 1;
 
@@ -197,7 +203,8 @@ fn push_tail<S>(slab: &mut [Slot<S>], list: &mut List, idx: u32) {
 ///
 /// Connections live in a slab (`Vec` of slots, reused through a free list); a hash index maps
 /// a flow to its slot with one lookup per segment; two LRU lists (one per [`Interest`], each in
-/// last-seen order) give the oldest idle connection and expiry in O(1) per connection ended.
+/// last-seen order, see [`LRU_GRANULARITY_SHIFT`]) give the oldest idle connection and expiry in
+/// O(1) per connection ended.
 pub struct ConnTable<S: Session> {
     slab: Vec<Slot<S>>,
     free_head: u32,
@@ -369,7 +376,13 @@ impl<S: Session> ConnTable<S> {
     ) -> Option<u32> {
         if self.len >= self.max_connections {
             let oldest = self.oldest()?;
-            self.end(oldest, EndCause::EvictedCapacity, ts, ended);
+            if !self.end(oldest, EndCause::EvictedCapacity, ts, ended) {
+                return None;
+            }
+        }
+        if self.free_head == NIL && self.slab.len() >= MAX_ENTRIES {
+            // Unreachable: max_connections <= MAX_ENTRIES.
+            return None;
         }
         let mut conn = Conn::new(key, client_is_src, ts.0, self.clock);
         if from_syn {
@@ -387,9 +400,7 @@ impl<S: Session> ConnTable<S> {
             };
             idx
         } else {
-            let idx = u32::try_from(self.slab.len())
-                .ok()
-                .filter(|&i| (i as usize) < MAX_ENTRIES)?;
+            let idx = self.slab.len() as u32;
             self.slab.push(Slot {
                 conn,
                 session: Some(session),
@@ -407,15 +418,19 @@ impl<S: Session> ConnTable<S> {
         Some(idx)
     }
 
-    /// Marks a connection as just seen: newest in its LRU list.
+    /// Marks a connection as just seen: newest in its LRU list. It is moved to the tail only
+    /// when the clock entered another [`LRU_GRANULARITY_SHIFT`] bucket since its last packet, so a
+    /// busy connection does not touch its list neighbours' cache lines on every packet.
     fn touch(&mut self, idx: u32) {
         let clock = self.clock;
         let Some(slot) = self.slab.get_mut(idx as usize) else {
             return;
         };
+        let same_bucket =
+            slot.conn.last_seen >> LRU_GRANULARITY_SHIFT == clock >> LRU_GRANULARITY_SHIFT;
         slot.conn.last_seen = clock;
         let l = usize::from(slot.conn.flags & IN_CLOSE_LIST != 0);
-        if self.lists[l].tail != idx {
+        if !same_bucket && self.lists[l].tail != idx {
             unlink(&mut self.slab, &mut self.lists[l], idx);
             push_tail(&mut self.slab, &mut self.lists[l], idx);
         }
@@ -476,18 +491,20 @@ impl<S: Session> ConnTable<S> {
     fn enforce_memory(&mut self, ts: Timestamp, ended: &mut Vec<Ended<S>>) {
         while self.stats.buffered_bytes > self.max_buffered {
             let Some(idx) = self.oldest() else { break };
-            self.end(idx, EndCause::EvictedMemory, ts, ended);
+            if !self.end(idx, EndCause::EvictedMemory, ts, ended) {
+                break;
+            }
         }
     }
 
     /// Removes a connection: whatever it still buffers past a hole goes to its session first
-    /// (after a Gap), then the session goes to `ended`.
-    fn end(&mut self, idx: u32, cause: EndCause, at: Timestamp, ended: &mut Vec<Ended<S>>) {
+    /// (after a Gap), then the session goes to `ended`. False (nothing done) for a free slot.
+    fn end(&mut self, idx: u32, cause: EndCause, at: Timestamp, ended: &mut Vec<Ended<S>>) -> bool {
         let Some(slot) = self.slab.get_mut(idx as usize) else {
-            return;
+            return false;
         };
         let Some(session) = slot.session.as_mut() else {
-            return;
+            return false;
         };
         if slot.conn.ooo.is_some() && !slot.conn.close_only() {
             let mut flow = Flow::new(
@@ -536,6 +553,7 @@ impl<S: Session> ConnTable<S> {
                 at,
             });
         }
+        true
     }
 
     /// Ends connections idle for longer than their phase's timeout at time `now`.
@@ -549,15 +567,20 @@ impl<S: Session> ConnTable<S> {
                 if now.0.saturating_sub(slot.conn.last_seen) <= self.timeouts[l] {
                     break;
                 }
-                self.end(head, EndCause::IdleTimeout, now, ended);
+                if !self.end(head, EndCause::IdleTimeout, now, ended) {
+                    break;
+                }
             }
         }
     }
 
-    /// Ends every connection still open (end of input), oldest first.
+    /// Ends every connection still open (end of input), oldest first: least recently seen first,
+    /// the same order as eviction.
     pub fn drain(&mut self, at: Timestamp, ended: &mut Vec<Ended<S>>) {
         while let Some(idx) = self.oldest() {
-            self.end(idx, EndCause::EndOfInput, at, ended);
+            if !self.end(idx, EndCause::EndOfInput, at, ended) {
+                break;
+            }
         }
     }
 

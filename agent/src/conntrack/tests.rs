@@ -218,7 +218,11 @@ fn audit<S: Session>(t: &ConnTable<S>) {
             assert!(t.slab[cur as usize].session.is_some());
             assert_eq!(c.prev, prev);
             assert_eq!(usize::from(c.flags & IN_CLOSE_LIST != 0), l);
-            assert!(c.last_seen >= last, "list {l} out of order");
+            // Sorted to within one LRU bucket.
+            assert!(
+                c.last_seen + (1 << LRU_GRANULARITY_SHIFT) > last,
+                "list {l} out of order"
+            );
             last = c.last_seen;
             prev = cur;
             cur = c.next;
@@ -912,6 +916,29 @@ fn drain_ends_oldest_first() {
     assert_eq!(h.ended[2].info.last_seen, Timestamp(h.now));
     assert_eq!(h.ended[2].info.first_seen, Timestamp(SEC));
     assert!(h.t.is_empty());
+}
+
+#[test]
+fn lru_order_is_kept_to_within_one_bucket() {
+    let ms = 1_000_000;
+    let bucket = 1u64 << LRU_GRANULARITY_SHIFT;
+    let mut h = H::new(Limits::default());
+    let (a, b) = (sa("10.0.1.1:1000"), sa("10.0.1.2:1000"));
+    h.now = 100 * bucket;
+    h.send(a, srv(), 1, ACK, b"a");
+    h.now += ms;
+    h.send(b, srv(), 1, ACK, b"b");
+    h.now += ms;
+    h.send(a, srv(), 2, ACK, b"a"); // same bucket as a's last packet: not moved
+    assert_eq!(h.t.lists[PAYLOAD].head, 0);
+    h.now = 101 * bucket;
+    h.send(a, srv(), 3, ACK, b"a"); // next bucket: moved behind b
+    assert_eq!(h.t.lists[PAYLOAD].head, 1);
+    h.drain();
+    let order: Vec<SocketAddr> = h.ended.iter().map(|e| e.info.client).collect();
+    assert_eq!(order, vec![b, a]);
+    // ConnInfo keeps the exact time of the last packet.
+    assert_eq!(h.ended[1].info.last_seen, Timestamp(101 * bucket));
 }
 
 /// xorshift64*: enough randomness for shuffles, no dependency.
