@@ -122,9 +122,13 @@ pub struct ConntrackStats {
     pub not_tracked: u64,
     /// FIN/RST/ACK-only segments of flows not in the table (after a close, or joined mid-stream).
     pub stray: u64,
-    /// The same frame captured twice (several interfaces, `lo`): dropped.
+    /// The same frame captured twice (several interfaces, `lo`): dropped. A segment is a
+    /// duplicate when it matches the previous segment of its direction in IP id, seq, ack, flags
+    /// and length; the copy of a segment that closed its connection finds no connection and is
+    /// counted `stray` instead. IPv6 has no IP id, so there an identical retransmission counts here.
     pub duplicates: u64,
-    /// Segments whose bytes were all delivered already.
+    /// Segments whose bytes were all delivered (or buffered) already, and repeated SYN, SYN-ACK or
+    /// FIN.
     pub retransmissions: u64,
     /// Segments that arrived ahead of a hole and were buffered.
     pub out_of_order: u64,

@@ -941,6 +941,77 @@ fn lru_order_is_kept_to_within_one_bucket() {
     assert_eq!(h.ended[1].info.last_seen, Timestamp(101 * bucket));
 }
 
+#[test]
+fn thousands_of_connections_open_and_close_in_any_order() {
+    let n = 6000u32;
+    let limits = Limits {
+        max_connections: 5000,
+        ..Limits::default()
+    };
+    let mut t: ConnTable<Rec> = ConnTable::new(&limits, &[1433]);
+    let mut ended = Vec::new();
+    let client = |i: u32| {
+        let [a, b, c, d] = (0x0a00_0000 + i / 7).to_be_bytes();
+        SocketAddr::from(([a, b, c, d], 40000 + (i % 7) as u16))
+    };
+    let seg = |src, dst, flags: u8, payload: &'static [u8]| Segment {
+        src,
+        dst,
+        seq: 1,
+        ack: 1,
+        flags: TcpFlags(flags),
+        window: 0,
+        ttl: 64,
+        ip_id: 0,
+        payload,
+        missing: 0,
+    };
+    for i in 0..n {
+        let s = seg(client(i), srv(), ACK, b"q");
+        t.process(
+            Timestamp(u64::from(i) * SEC),
+            &s,
+            &mut |_| Rec::default(),
+            &mut ended,
+        );
+    }
+    audit(&t);
+    assert_eq!(t.len(), 5000);
+    assert_eq!(t.stats().evicted_capacity, 1000);
+    // The first 1000 went, oldest first.
+    assert!(ended
+        .iter()
+        .enumerate()
+        .all(|(k, e)| e.info.client == client(k as u32)));
+    // Close the rest in a scrambled order, alternating which side resets.
+    let mut rng = Rng(42);
+    let mut order: Vec<u32> = (1000..n).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for (k, &i) in order.iter().enumerate() {
+        let s = if k % 2 == 0 {
+            seg(client(i), srv(), RST, b"")
+        } else {
+            seg(srv(), client(i), RST | ACK, b"")
+        };
+        t.process(
+            Timestamp(u64::from(n) * SEC),
+            &s,
+            &mut |_| Rec::default(),
+            &mut ended,
+        );
+        if k % 1000 == 0 {
+            audit(&t);
+        }
+    }
+    audit(&t);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().ended_closed, 5000);
+    assert_eq!(t.stats().stray, 0);
+    assert_eq!(ended.len(), 6000);
+}
+
 /// xorshift64*: enough randomness for shuffles, no dependency.
 struct Rng(u64);
 
