@@ -140,7 +140,6 @@ pub struct PipelineStats {
 pub struct Pipeline {
     limits: Limits,
     table: ConnTable<Session>,
-    shared: Shared,
     ended: Vec<Ended<Session>>,
     stats: PipelineStats,
     /// Latest capture time seen (time never runs backwards for expiry).
@@ -155,8 +154,7 @@ impl Pipeline {
     pub fn new(config: &Config) -> Self {
         Pipeline {
             limits: config.limits.clone(),
-            table: ConnTable::new(&config.limits, &config.ports),
-            shared: Shared::default(),
+            table: ConnTable::new(&config.limits, &config.ports, Shared::default()),
             ended: Vec::new(),
             stats: PipelineStats::default(),
             now: Timestamp(0),
@@ -180,7 +178,6 @@ impl Pipeline {
                 self.table.process(
                     ts,
                     &seg,
-                    &mut self.shared,
                     &mut |info| Session::new(ts, info, limits),
                     &mut self.ended,
                 );
