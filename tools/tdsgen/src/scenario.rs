@@ -113,7 +113,8 @@ pub struct Expected {
     pub alpn: Option<&'static str>,
     pub first_fin: Option<&'static str>,
     pub first_rst: Option<&'static str>,
-    /// "ack" or "error" when a login response was sent.
+    /// "ack" or "error" when a login response was sent in clear; "unknown" when it was sent
+    /// inside TLS (a passive observer sees that the server answered, not what).
     pub login: Option<&'static str>,
     pub error_number: Option<u32>,
     /// ClientHello messages the client sent (0 or 1).
@@ -522,7 +523,9 @@ fn expected(s: Scenario, variant: u32) -> Expected {
     };
     match s {
         Scenario::LoginOnlyTls12 => e.encryption = "login_only",
-        Scenario::FullTls12Ecdhe | Scenario::FullTls12Dhe | Scenario::FullTls13 => {}
+        Scenario::FullTls12Ecdhe | Scenario::FullTls12Dhe | Scenario::FullTls13 => {
+            e.login = Some("unknown");
+        }
         Scenario::NoEncryption => {
             e.encryption = "none";
             e.client_hellos = 0;
@@ -531,6 +534,7 @@ fn expected(s: Scenario, variant: u32) -> Expected {
             e.mode = "tds8_strict";
             e.encryption = "strict";
             e.alpn = Some("tds/8.0");
+            e.login = Some("unknown");
         }
         Scenario::DheFailure => {
             e.stage = "tls_handshake";
