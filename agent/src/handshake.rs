@@ -239,8 +239,8 @@ flags! {
     /// The first client payload has been classified (it sets the mode).
     client_started / set_client_started = 0;
     server_payload / set_server_payload = 1;
-    /// Roles from a SYN: the whole connection was seen from its start.
-    from_start / set_from_start = 2;
+    /// Roles from a SYN: the whole connection was seen, from its start.
+    whole / set_whole = 2;
     /// Post-login traffic seen on a connection joined mid-stream.
     midstream_traffic / set_midstream_traffic = 3;
     /// The flow is not TDS 7+ (Sybase TDS 5, TDS 4.2, random bytes): no verdict.
@@ -326,7 +326,7 @@ impl Handshake {
             client_turns: 0,
             f: {
                 let mut f = Flags::default();
-                f.set_from_start(info.roles_from_syn);
+                f.set_whole(info.roles_from_syn);
                 f
             },
         }
@@ -497,14 +497,14 @@ impl Handshake {
                         if is_request(*packet_type) {
                             if self.f.answered() && self.error.is_none() {
                                 self.advance(Stage::Established);
-                            } else if !self.f.from_start() && !self.f.login7() {
+                            } else if !self.f.whole() && !self.f.login7() {
                                 self.f.set_midstream_traffic(true);
                             }
                         }
                     }
                     Side::Server => {
                         if *packet_type == 0x04
-                            && !self.f.from_start()
+                            && !self.f.whole()
                             && self.client_prelogin.is_none()
                             && !self.f.login7()
                         {
@@ -608,10 +608,8 @@ impl Handshake {
                 self.note(side, Last::Alert, ts);
             }
             (_, TlsEvent::ApplicationData { len }) => self.on_app_data(ts, side, len),
-            (_, TlsEvent::Malformed { .. }) => {
-                if self.stage < Stage::Established {
-                    self.f.set_blind(true);
-                }
+            (_, TlsEvent::Malformed { .. }) if self.stage < Stage::Established => {
+                self.f.set_blind(true);
             }
             // Messages from the wrong side, CertificateRequest, NewSessionTicket: nothing to learn.
             _ => {}
@@ -1081,7 +1079,7 @@ impl Handshake {
         }
         let first_seen = self.first_seen.min(info.first_seen);
         let last_seen = info.last_seen.max(first_seen);
-        let midstream = !self.f.from_start()
+        let midstream = !self.f.whole()
             && self.client_prelogin.is_none()
             && !self.f.login7()
             && self.mode != Mode::Tds8Strict;
