@@ -14,7 +14,7 @@ use crate::tds::{self, EncryptSetting, Prelogin, TdsEvent};
 use crate::tls::{self, Certificate, ClientHello, KeyExchange, ServerHello, TlsEvent};
 use crate::verdict::{
     AlertFact, CertificateFacts, CloseFacts, Durations, Encryption, LoginFacts, LoginResult, Mode,
-    Outcome, PreloginFacts, Reason, Stage, TlsFacts, Verdict,
+    Outcome, PreloginFacts, Reason, Stage, SuiteList, TlsFacts, Verdict,
 };
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -910,7 +910,7 @@ impl Handshake {
             .client_hello
             .as_ref()
             .map(|h| tls::version_name(h.max_version));
-        let client_max = client_max.unwrap_or_else(|| "?".into());
+        let client_max = client_max.unwrap_or(std::borrow::Cow::Borrowed("?"));
         let server_ccs = self.f.ccs(Side::Server);
 
         if let Some((side, desc)) = self.handshake_alert {
@@ -1200,7 +1200,7 @@ impl Handshake {
         TlsFacts {
             client_max_version: ch.map(|h| tls::version_name(h.max_version)),
             client_min_version: ch.map(|h| tls::version_name(h.min_version)),
-            client_suites: ch.map(|h| h.suites.iter().map(|&s| tls::suite_name(s)).collect()),
+            client_suites: ch.map(|h| SuiteList(h.suites.clone())),
             dhe_offered: ch.map(|h| h.dhe_offered),
             sni: ch.and_then(|h| h.sni.clone()),
             alpn: ch.filter(|h| !h.alpn.is_empty()).map(|h| h.alpn.clone()),

@@ -4,6 +4,7 @@
 
 use crate::capture::Timestamp;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 /// Which end of a connection.
@@ -137,20 +138,36 @@ pub struct CertificateFacts {
     pub not_after: String,
 }
 
+/// Cipher suites as offered, kept as their ids and written as IANA names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuiteList(pub Vec<u16>);
+
+impl SuiteList {
+    pub fn names(&self) -> impl Iterator<Item = Cow<'static, str>> + '_ {
+        self.0.iter().map(|&id| crate::tls::suite_name(id))
+    }
+}
+
+impl Serialize for SuiteList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
+}
+
 /// TLS facts (`null` where not seen).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TlsFacts {
-    pub client_max_version: Option<String>,
-    pub client_min_version: Option<String>,
-    pub client_suites: Option<Vec<String>>,
+    pub client_max_version: Option<Cow<'static, str>>,
+    pub client_min_version: Option<Cow<'static, str>>,
+    pub client_suites: Option<SuiteList>,
     pub dhe_offered: Option<bool>,
     pub sni: Option<String>,
     pub alpn: Option<Vec<String>>,
     pub ja4: Option<String>,
     /// Negotiated version: "TLSv1.2" …
-    pub version: Option<String>,
+    pub version: Option<Cow<'static, str>>,
     /// Negotiated suite, IANA name.
-    pub suite: Option<String>,
+    pub suite: Option<Cow<'static, str>>,
     /// "rsa", "dhe", "ecdhe", "other".
     pub kx: Option<&'static str>,
     pub dh_bits: Option<u32>,

@@ -16,6 +16,7 @@ mod tests {
     use super::*;
     use crate::capture::Timestamp;
     use crate::conntrack::Side;
+    use crate::verdict::SuiteList;
     use crate::verdict::{
         AlertFact, CertificateFacts, CloseFacts, Durations, Encryption, LoginFacts, LoginResult,
         Mode, Outcome, PreloginFacts, Reason, Stage, TlsFacts,
@@ -46,10 +47,7 @@ mod tests {
             tls: TlsFacts {
                 client_max_version: Some("TLSv1.2".into()),
                 client_min_version: Some("TLSv1.0".into()),
-                client_suites: Some(vec![
-                    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384".into(),
-                    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".into(),
-                ]),
+                client_suites: Some(SuiteList(vec![0x009f, 0xc030])),
                 dhe_offered: Some(true),
                 sni: Some("sql01.example.com".into()),
                 alpn: Some(vec!["tds/8.0".into()]),

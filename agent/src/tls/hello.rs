@@ -8,8 +8,7 @@ use super::{is_grease, ClientHello, ServerHello};
 use tls_parser::{
     parse_dh_params, parse_ecdh_params, parse_tls_client_hello_extension,
     parse_tls_handshake_client_hello, parse_tls_handshake_msg_server_hello,
-    parse_tls_server_hello_extension, ECParametersContent, TlsCipherSuite, TlsExtension,
-    TlsMessageHandshake,
+    parse_tls_server_hello_extension, ECParametersContent, TlsExtension, TlsMessageHandshake,
 };
 
 /// At most this many suites are kept in [`ClientHello::suites`] (real clients offer < 100); JA4 and
@@ -61,7 +60,7 @@ fn printable(bytes: &[u8]) -> Option<String> {
 
 /// The IANA name of a suite, when tls-parser knows it.
 fn iana_name(id: u16) -> Option<&'static str> {
-    TlsCipherSuite::from_id(id).map(|s| s.name)
+    super::suite_info(id).map(|(name, _)| name)
 }
 
 /// A ClientHello body → its facts, or `None` when it does not parse.
@@ -141,9 +140,9 @@ pub fn client_hello(body: &[u8]) -> Option<ClientHello> {
     let max_version = versions.iter().copied().max().unwrap_or(legacy_version);
     let min_version = versions.iter().copied().min().unwrap_or(legacy_version);
 
-    let dhe_offered = raw_suites.iter().any(|&s| {
-        iana_name(s).is_some_and(|n| n.starts_with("TLS_DHE_RSA_") || n.starts_with("TLS_DHE_DSS_"))
-    });
+    let dhe_offered = raw_suites
+        .iter()
+        .any(|&s| super::kx_of_suite(s) == super::KeyExchange::Dhe);
     let suites = raw_suites
         .iter()
         .copied()

@@ -16,6 +16,8 @@ mod tests;
 
 use crate::config::Limits;
 use crate::conntrack::Side;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// TLS protocol versions as they appear on the wire.
 pub const SSL3: u16 = 0x0300;
@@ -25,23 +27,39 @@ pub const TLS12: u16 = 0x0303;
 pub const TLS13: u16 = 0x0304;
 
 /// "TLSv1.2" for 0x0303 …, "SSLv3" for 0x0300, "0x7f1c" for anything else.
-pub fn version_name(v: u16) -> String {
+pub fn version_name(v: u16) -> Cow<'static, str> {
     match v {
         SSL3 => "SSLv3".into(),
         TLS10 => "TLSv1.0".into(),
         TLS11 => "TLSv1.1".into(),
         TLS12 => "TLSv1.2".into(),
         TLS13 => "TLSv1.3".into(),
-        other => format!("0x{other:04x}"),
+        other => format!("0x{other:04x}").into(),
     }
 }
 
 /// The IANA name of a cipher suite ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), or "0xc02f" when unknown.
-pub fn suite_name(id: u16) -> String {
-    match tls_parser::TlsCipherSuite::from_id(id) {
-        Some(suite) => suite.name.to_owned(),
-        None => format!("0x{id:04x}"),
+pub fn suite_name(id: u16) -> Cow<'static, str> {
+    match suite_info(id) {
+        Some((name, _)) => name.into(),
+        None => format!("0x{id:04x}").into(),
     }
+}
+
+/// Name and key exchange of every suite tls-parser knows, indexed by id: built once, then each
+/// look-up is an array access (suites are looked up for every ClientHello and verdict).
+fn suite_info(id: u16) -> Option<(&'static str, KeyExchange)> {
+    static TABLE: OnceLock<Vec<Option<(&'static str, KeyExchange)>>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = vec![None; 1 << 16];
+        for (&id, suite) in tls_parser::CIPHERS.entries() {
+            if let Some(slot) = table.get_mut(usize::from(id)) {
+                *slot = Some((suite.name, kx_of_name(suite.name)));
+            }
+        }
+        table
+    });
+    table.get(usize::from(id)).copied().flatten()
 }
 
 /// The key exchange a negotiated suite (TLS ≤ 1.2) implies.
@@ -69,10 +87,10 @@ impl KeyExchange {
 /// `TLS_ECDHE_*` → `Ecdhe`; the PSK variants of those (`TLS_RSA_PSK_*`, `TLS_DHE_PSK_*`,
 /// `TLS_ECDHE_PSK_*`), static DH/ECDH, anonymous, SRP, Kerberos, TLS 1.3 suites and unknown ids → `Other`.
 pub fn kx_of_suite(id: u16) -> KeyExchange {
-    let Some(suite) = tls_parser::TlsCipherSuite::from_id(id) else {
-        return KeyExchange::Other;
-    };
-    let name = suite.name;
+    suite_info(id).map_or(KeyExchange::Other, |(_, kx)| kx)
+}
+
+fn kx_of_name(name: &str) -> KeyExchange {
     if name.contains("_PSK_") {
         KeyExchange::Other
     } else if name.starts_with("TLS_RSA_") {
