@@ -22,8 +22,36 @@ pub const MAX_SAN_NAMES: usize = 16;
 /// Longest DNS name kept.
 pub const MAX_DNS_NAME: usize = 255;
 
+/// Certificates remembered per thread: a server shows the same certificate on every connection, and
+/// parsing it costs more than the rest of the handshake.
+const CACHE_ENTRIES: usize = 32;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Vec<(Box<[u8]>, Option<Certificate>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The facts of one DER certificate, or `None` when it does not parse.
 pub fn certificate(der: &[u8]) -> Option<Certificate> {
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(i) = cache.iter().position(|(d, _)| **d == *der) {
+            // Most recently used last.
+            let hit = cache.remove(i);
+            let facts = hit.1.clone();
+            cache.push(hit);
+            return facts;
+        }
+        let facts = parse(der);
+        if cache.len() >= CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((der.into(), facts.clone()));
+        facts
+    })
+}
+
+fn parse(der: &[u8]) -> Option<Certificate> {
     let (_, cert) = parse_x509_certificate(der).ok()?;
     let tbs = &cert.tbs_certificate;
 

@@ -114,26 +114,37 @@ fn hash12(list: &[u16], tail: &[u16]) -> String {
     if list.is_empty() {
         return EMPTY_HASH.to_string();
     }
-    let mut text = String::with_capacity((list.len() + tail.len()) * 5 + 1);
+    // Written out once, then hashed in one go (this runs for every ClientHello).
+    let mut text = Vec::with_capacity((list.len() + tail.len()) * 5 + 1);
     push_hex_list(&mut text, list);
     if !tail.is_empty() {
-        text.push('_');
+        text.push(b'_');
         push_hex_list(&mut text, tail);
     }
-    let digest = Sha256::digest(text.as_bytes());
+    let sha = Sha256::new_with_prefix(&text);
+    let digest = sha.finalize();
     let mut hex = String::with_capacity(12);
-    for b in digest.iter().take(6) {
-        let _ = write!(hex, "{b:02x}");
+    for &b in digest.iter().take(6) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     hex
 }
 
-fn push_hex_list(text: &mut String, list: &[u16]) {
-    for (i, v) in list.iter().enumerate() {
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `list` as 4-digit lowercase hex, comma-separated.
+fn push_hex_list(text: &mut Vec<u8>, list: &[u16]) {
+    for (i, &v) in list.iter().enumerate() {
         if i > 0 {
-            text.push(',');
+            text.push(b',');
         }
-        let _ = write!(text, "{v:04x}");
+        text.extend_from_slice(&[
+            HEX[usize::from(v >> 12)],
+            HEX[usize::from((v >> 8) & 0xf)],
+            HEX[usize::from((v >> 4) & 0xf)],
+            HEX[usize::from(v & 0xf)],
+        ]);
     }
 }
 
