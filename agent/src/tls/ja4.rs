@@ -110,10 +110,47 @@ fn alpn_chars(first: Option<&[u8]>) -> [u8; 2] {
 
 /// First 12 hex digits of SHA-256 over `list` (4-digit lowercase hex, comma-separated), followed by
 /// `_` and `tail` the same way when `tail` is not empty. An empty `list` gives "000000000000".
+///
+/// Clients of one stack send the same lists on every connection, so results are remembered per
+/// thread, keyed by the lists themselves (never by a hash of them).
 fn hash12(list: &[u16], tail: &[u16]) -> String {
     if list.is_empty() {
         return EMPTY_HASH.to_string();
     }
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let Memo { key, known } = &mut *memo;
+        key.clear();
+        key.push(u16::try_from(list.len()).unwrap_or(u16::MAX));
+        key.extend_from_slice(list);
+        key.extend_from_slice(tail);
+        if let Some(hex) = known.get(key.as_slice()) {
+            return hex.clone();
+        }
+        let hex = compute_hash12(list, tail);
+        if known.len() >= MEMO_ENTRIES {
+            known.clear();
+        }
+        known.insert(key.as_slice().into(), hex.clone());
+        hex
+    })
+}
+
+/// Distinct lists remembered per thread before the memo starts afresh.
+const MEMO_ENTRIES: usize = 4096;
+
+#[derive(Default)]
+struct Memo {
+    /// Scratch space for the look-up key: the length of `list`, `list`, then `tail`.
+    key: Vec<u16>,
+    known: std::collections::HashMap<Box<[u16]>, String, ahash::RandomState>,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
+}
+
+fn compute_hash12(list: &[u16], tail: &[u16]) -> String {
     // Written out once, then hashed in one go (this runs for every ClientHello).
     let mut text = Vec::with_capacity((list.len() + tail.len()) * 5 + 1);
     push_hex_list(&mut text, list);
