@@ -18,14 +18,23 @@ use crate::verdict::{
 };
 use std::collections::HashSet;
 use std::hash::Hash;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
+
+/// When an event happened: its time and the time of its connection's first packet (the machine
+/// keeps times as offsets from the latter, which conntrack already holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct When {
+    pub ts: Timestamp,
+    pub first_seen: Timestamp,
+}
 
 /// TCP-level events the machine needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpEvent {
     Syn,
     SynAck,
-    /// Payload bytes from a side (the pipeline sends it once per side).
+    /// Payload bytes from a side (sent with every delivery).
     Data(Side),
     Gap(Side),
     Fin(Side),
@@ -87,11 +96,18 @@ impl<T: Hash + Eq> Interner<T> {
     }
 }
 
+/// The PRELOGIN options of both sides of a connection, as seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct PreloginPair {
+    pub client: Option<Prelogin>,
+    pub server: Option<Prelogin>,
+}
+
 /// What the machines of one pipeline share.
 pub struct Shared {
     pub hellos: Interner<ClientHello>,
     pub certificates: Interner<Certificate>,
-    pub prelogins: Interner<Prelogin>,
+    pub prelogins: Interner<PreloginPair>,
 }
 
 impl Default for Shared {
@@ -168,10 +184,11 @@ impl Last {
     }
 }
 
-/// A login ERROR token: number, state, class.
+/// A login ERROR token: number, state, class. (Error numbers start at 1; a token claiming 0 is not
+/// an error a server sends, and is ignored.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LoginError {
-    number: u32,
+    number: NonZeroU32,
     state: u8,
     class: u8,
 }
@@ -186,17 +203,16 @@ struct Alerts(Vec<Alert>);
 /// The per-connection state machine.
 #[derive(Debug)]
 pub struct Handshake {
-    first_seen: Timestamp,
     t: Times,
-    client_prelogin: Option<Arc<Prelogin>>,
-    server_prelogin: Option<Arc<Prelogin>>,
+    /// Both sides' PRELOGIN options, interned as a pair (one pointer per connection).
+    prelogin: Option<Arc<PreloginPair>>,
     client_hello: Option<Arc<ClientHello>>,
     certificate: Option<Arc<Certificate>>,
     /// Rare: allocated on the first alert.
     alerts: Option<Box<Alerts>>,
     server_hello: Option<ServerHello>,
     /// DH prime size from the ServerKeyExchange (DH groups stay below 65 536 bits).
-    dh_bits: Option<u16>,
+    dh_bits: Option<NonZeroU16>,
     /// LOGIN7's TDS version and the LOGINACK's (0: not seen), and a login ERROR.
     login_version: u32,
     ack_version: u32,
@@ -298,12 +314,10 @@ impl Flags {
 }
 
 impl Handshake {
-    pub fn new(ts: Timestamp, info: &ConnInfo) -> Self {
+    pub fn new(info: &ConnInfo) -> Self {
         Handshake {
-            first_seen: ts,
             t: Times::default(),
-            client_prelogin: None,
-            server_prelogin: None,
+            prelogin: None,
             client_hello: None,
             certificate: None,
             alerts: None,
@@ -333,8 +347,8 @@ impl Handshake {
     }
 
     /// Microseconds since the first packet, at least 1 (0 means "not seen").
-    fn at(&self, ts: Timestamp) -> u32 {
-        u32::try_from(ts.since(self.first_seen) / 1000)
+    fn at(&self, ts: When) -> u32 {
+        u32::try_from(ts.ts.since(ts.first_seen) / 1000)
             .unwrap_or(u32::MAX)
             .max(1)
     }
@@ -349,7 +363,7 @@ impl Handshake {
         }
     }
 
-    fn note(&mut self, side: Side, what: Last, ts: Timestamp) {
+    fn note(&mut self, side: Side, what: Last, ts: When) {
         if !self.closed() {
             self.last_event = Some((side, what));
             self.t.last_event = self.at(ts);
@@ -369,7 +383,7 @@ impl Handshake {
         }
     }
 
-    pub fn on_tcp(&mut self, ts: Timestamp, ev: TcpEvent) {
+    pub fn on_tcp(&mut self, ts: When, ev: TcpEvent) {
         match ev {
             TcpEvent::Syn => {}
             TcpEvent::SynAck => self.advance(Stage::Connected),
@@ -411,7 +425,7 @@ impl Handshake {
     }
 
     /// A TDS event (never [`TdsEvent::TlsData`], which goes to the TLS layer).
-    pub fn on_tds(&mut self, ts: Timestamp, side: Side, ev: &TdsEvent<'_>, shared: &mut Shared) {
+    pub fn on_tds(&mut self, ts: When, side: Side, ev: &TdsEvent<'_>, shared: &mut Shared) {
         match ev {
             TdsEvent::TlsData { .. } => {}
             TdsEvent::Prelogin(p) => {
@@ -419,15 +433,23 @@ impl Handshake {
                 match side {
                     Side::Client => {
                         self.client_start(Mode::Tds7);
-                        if self.client_prelogin.is_none() {
-                            self.client_prelogin = Some(shared.prelogins.intern(p.clone()));
+                        if self.client_prelogin().is_none() {
+                            let pair = PreloginPair {
+                                client: Some(p.clone()),
+                                server: None,
+                            };
+                            self.prelogin = Some(shared.prelogins.intern(pair));
                         }
                         self.advance(Stage::Prelogin);
                         self.note(side, Last::Prelogin, ts);
                     }
                     Side::Server => {
-                        if self.server_prelogin.is_none() {
-                            self.server_prelogin = Some(shared.prelogins.intern(p.clone()));
+                        if self.server_prelogin().is_none() {
+                            let pair = PreloginPair {
+                                client: self.client_prelogin().cloned(),
+                                server: Some(p.clone()),
+                            };
+                            self.prelogin = Some(shared.prelogins.intern(pair));
                             self.t.prelogin_response = self.at(ts);
                         }
                         self.note(side, Last::PreloginResponse, ts);
@@ -475,8 +497,11 @@ impl Handshake {
                     return;
                 }
                 self.f.set_tds_seen(true);
+                let Some(number) = NonZeroU32::new(*number) else {
+                    return;
+                };
                 self.error.get_or_insert(LoginError {
-                    number: *number,
+                    number,
                     state: *state,
                     class: *class,
                 });
@@ -505,7 +530,7 @@ impl Handshake {
                     Side::Server => {
                         if *packet_type == 0x04
                             && !self.f.whole()
-                            && self.client_prelogin.is_none()
+                            && self.client_prelogin().is_none()
                             && !self.f.login7()
                         {
                             self.f.set_midstream_traffic(true);
@@ -528,14 +553,14 @@ impl Handshake {
         }
     }
 
-    fn login_answered(&mut self, ts: Timestamp) {
+    fn login_answered(&mut self, ts: When) {
         if !self.f.answered() {
             self.f.set_answered(true);
             self.t.login_answer = self.at(ts);
         }
     }
 
-    pub fn on_tls(&mut self, ts: Timestamp, side: Side, ev: TlsEvent, shared: &mut Shared) {
+    pub fn on_tls(&mut self, ts: When, side: Side, ev: TlsEvent, shared: &mut Shared) {
         self.f.set_tds_seen(true);
         match (side, ev) {
             (Side::Client, TlsEvent::ClientHello(hello)) => {
@@ -567,7 +592,7 @@ impl Handshake {
             }
             (Side::Server, TlsEvent::ServerKeyExchange { dh_bits, .. }) => {
                 if let Some(bits) = dh_bits {
-                    self.dh_bits = Some(u16::try_from(bits).unwrap_or(u16::MAX));
+                    self.dh_bits = NonZeroU16::new(u16::try_from(bits).unwrap_or(u16::MAX));
                 }
                 self.note(side, Last::ServerKeyExchange, ts);
             }
@@ -616,7 +641,7 @@ impl Handshake {
         }
     }
 
-    fn tls_completed(&mut self, ts: Timestamp) {
+    fn tls_completed(&mut self, ts: When) {
         if self.f.tls_completed() {
             return;
         }
@@ -628,7 +653,7 @@ impl Handshake {
         }
     }
 
-    fn on_app_data(&mut self, ts: Timestamp, side: Side, len: usize) {
+    fn on_app_data(&mut self, ts: When, side: Side, len: usize) {
         if !self.f.tls_completed() {
             // Before a TLS ≤ 1.2 handshake ended: resumption or a record we could not follow.
             if !self.is_tls13() {
@@ -701,9 +726,16 @@ impl Handshake {
         self.certificate.as_ref()?.signature_hash
     }
 
-    fn setting(p: &Option<Arc<Prelogin>>) -> Option<EncryptSetting> {
-        p.as_ref()
-            .and_then(|p| p.encryption)
+    fn client_prelogin(&self) -> Option<&Prelogin> {
+        self.prelogin.as_ref()?.client.as_ref()
+    }
+
+    fn server_prelogin(&self) -> Option<&Prelogin> {
+        self.prelogin.as_ref()?.server.as_ref()
+    }
+
+    fn setting(p: Option<&Prelogin>) -> Option<EncryptSetting> {
+        p.and_then(|p| p.encryption)
             .and_then(EncryptSetting::from_byte)
     }
 
@@ -724,8 +756,8 @@ impl Handshake {
             };
         }
         match (
-            Self::setting(&self.client_prelogin),
-            Self::setting(&self.server_prelogin),
+            Self::setting(self.client_prelogin()),
+            Self::setting(self.server_prelogin()),
         ) {
             (Some(c), Some(s)) => negotiated_encryption(c, s).unwrap_or(Encryption::None),
             _ => Encryption::Unknown,
@@ -735,8 +767,8 @@ impl Handshake {
     /// PRELOGIN settings that the negotiation table says end the connection.
     fn encryption_mismatch(&self) -> bool {
         match (
-            Self::setting(&self.client_prelogin),
-            Self::setting(&self.server_prelogin),
+            Self::setting(self.client_prelogin()),
+            Self::setting(self.server_prelogin()),
         ) {
             (Some(c), Some(s)) => negotiated_encryption(c, s).is_none(),
             _ => false,
@@ -790,7 +822,12 @@ impl Handshake {
 
     /// Primer §4, most specific first. Called only for connections that ended before
     /// `established`, from their start, with no bytes lost.
-    fn failure_reason(&self, cause: EndCause, known_cert_hash: Option<&str>) -> (Reason, String) {
+    fn failure_reason(
+        &self,
+        cause: EndCause,
+        known_cert_hash: Option<&str>,
+        first_seen: Timestamp,
+    ) -> (Reason, String) {
         // No TCP connection.
         if self.stage == Stage::Syn {
             if self.first_rst == Some(Side::Server) {
@@ -829,7 +866,7 @@ impl Handshake {
         }
         // PRELOGIN sent, and the server answered in TLS instead: a strict-only server.
         if self.mode == Mode::Tds7
-            && self.server_prelogin.is_none()
+            && self.server_prelogin().is_none()
             && self.client_hello.is_none()
             && self
                 .alerts
@@ -848,24 +885,23 @@ impl Handshake {
         match self.stage {
             Stage::Prelogin => {
                 if self.encryption_mismatch() {
-                    let name =
-                        |p: &Option<Arc<Prelogin>>| Self::setting(p).map_or("?", |e| e.as_str());
+                    let name = |p: Option<&Prelogin>| Self::setting(p).map_or("?", |e| e.as_str());
                     return (
                         Reason::EncryptionMismatch,
                         format!(
                             "client ENCRYPT_{} vs server ENCRYPT_{}; {}",
-                            name(&self.client_prelogin),
-                            name(&self.server_prelogin),
+                            name(self.client_prelogin()),
+                            name(self.server_prelogin()),
                             self.close_text(c)
                         ),
                     );
                 }
-                if self.server_prelogin.is_none() {
+                if self.server_prelogin().is_none() {
                     return self.generic(c, "; no PRELOGIN response");
                 }
                 self.generic(c, "")
             }
-            Stage::TlsHandshake => self.tls_failure(c, known_cert_hash),
+            Stage::TlsHandshake => self.tls_failure(c, known_cert_hash, first_seen),
             Stage::Login => {
                 if let Some(LoginError {
                     number,
@@ -901,7 +937,12 @@ impl Handshake {
         }
     }
 
-    fn tls_failure(&self, c: Close, known_cert_hash: Option<&str>) -> (Reason, String) {
+    fn tls_failure(
+        &self,
+        c: Close,
+        known_cert_hash: Option<&str>,
+        first_seen: Timestamp,
+    ) -> (Reason, String) {
         let suite_note = self
             .server_hello
             .map(|h| format!("; suite {}", tls::suite_name(h.suite)))
@@ -940,7 +981,7 @@ impl Handshake {
                         Reason::CertificateRejected,
                         format!(
                             "{alert} after the server's certificate{}",
-                            self.certificate_doubts()
+                            self.certificate_doubts(first_seen)
                         ),
                     ),
                     Some(70) => (
@@ -994,7 +1035,7 @@ impl Handshake {
                 format!(
                     "client {} right after the server's certificate flight{}",
                     c.kind(),
-                    self.certificate_doubts()
+                    self.certificate_doubts(first_seen)
                 ),
             );
         }
@@ -1031,12 +1072,12 @@ impl Handshake {
     }
 
     /// What a validating driver would object to in the certificate, when it was visible.
-    fn certificate_doubts(&self) -> String {
+    fn certificate_doubts(&self, first_seen: Timestamp) -> String {
         let Some(cert) = self.certificate.as_deref() else {
             return String::new();
         };
         let mut doubts = Vec::new();
-        let now = i64::try_from(self.first_seen.0 / 1_000_000_000).unwrap_or(i64::MAX);
+        let now = i64::try_from(first_seen.0 / 1_000_000_000).unwrap_or(i64::MAX);
         if now > cert.not_after {
             doubts.push("expired".to_string());
         } else if now < cert.not_before {
@@ -1077,10 +1118,10 @@ impl Handshake {
         if self.f.not_tds() {
             return None;
         }
-        let first_seen = self.first_seen.min(info.first_seen);
+        let first_seen = info.first_seen;
         let last_seen = info.last_seen.max(first_seen);
         let midstream = !self.f.whole()
-            && self.client_prelogin.is_none()
+            && self.client_prelogin().is_none()
             && !self.f.login7()
             && self.mode != Mode::Tds8Strict;
         let still_open = cause == EndCause::EndOfInput && !self.closed();
@@ -1115,7 +1156,7 @@ impl Handshake {
             let text = "client closed before sending any TDS byte (TCP probe or port scan)";
             (Outcome::Failed, Some(Reason::Closed), text.to_string())
         } else {
-            let (reason, text) = self.failure_reason(cause, known_cert_hash);
+            let (reason, text) = self.failure_reason(cause, known_cert_hash, first_seen);
             (Outcome::Failed, Some(reason), text)
         };
 
@@ -1124,7 +1165,7 @@ impl Handshake {
         } else {
             self.encryption()
         };
-        let asked_for_tls = Self::setting(&self.client_prelogin)
+        let asked_for_tls = Self::setting(self.client_prelogin())
             .is_some_and(|s| matches!(s, EncryptSetting::On | EncryptSetting::Req));
         let evidence = if encryption == Encryption::None && asked_for_tls && self.f.login7_clear() {
             format!("{evidence}; DOWNGRADE: the client asked for encryption and logged in in clear")
@@ -1179,8 +1220,8 @@ impl Handshake {
                 .and_then(EncryptSetting::from_byte)
                 .map(|e| e.as_str())
         };
-        let client = self.client_prelogin.as_deref();
-        let server = self.server_prelogin.as_deref();
+        let client = self.client_prelogin();
+        let server = self.server_prelogin();
         PreloginFacts {
             client_version: client.and_then(version),
             client_encryption: client.and_then(enc),
@@ -1208,7 +1249,7 @@ impl Handshake {
             version: sh.map(|h| tls::version_name(h.version)),
             suite: sh.map(|h| tls::suite_name(h.suite)),
             kx: self.kx().map(KeyExchange::as_str),
-            dh_bits: self.dh_bits.map(u32::from),
+            dh_bits: self.dh_bits.map(|b| u32::from(b.get())),
             completed: ch.map(|_| self.f.tls_completed()),
             certificate: self.certificate.as_deref().map(|c| CertificateFacts {
                 subject: c.subject.clone(),
@@ -1242,7 +1283,7 @@ impl Handshake {
         };
         LoginFacts {
             result,
-            error_number: self.error.map(|e| e.number),
+            error_number: self.error.map(|e| e.number.get()),
             tds_version: [self.ack_version, self.login_version]
                 .into_iter()
                 .find(|&v| v != 0)
@@ -1343,15 +1384,18 @@ mod tests {
         fn new(from_syn: bool) -> Self {
             let info = info(from_syn);
             Run {
-                m: Handshake::new(info.first_seen, &info),
+                m: Handshake::new(&info),
                 t: info.first_seen.0,
                 info,
                 shared: Shared::default(),
             }
         }
-        fn ts(&mut self) -> Timestamp {
+        fn ts(&mut self) -> When {
             self.t += 1_000_000;
-            Timestamp(self.t)
+            When {
+                ts: Timestamp(self.t),
+                first_seen: self.info.first_seen,
+            }
         }
         fn tcp(&mut self, ev: TcpEvent) -> &mut Self {
             let ts = self.ts();
@@ -1443,17 +1487,11 @@ mod tests {
         }
         fn finish(&mut self, cause: EndCause) -> Verdict {
             self.info.last_seen = Timestamp(self.t);
-            let m = std::mem::replace(
-                &mut self.m,
-                Handshake::new(self.info.first_seen, &self.info),
-            );
+            let m = std::mem::replace(&mut self.m, Handshake::new(&self.info));
             m.finish(&self.info, cause, None).expect("a TDS verdict")
         }
         fn finish_known(&mut self, hash: &str) -> Verdict {
-            let m = std::mem::replace(
-                &mut self.m,
-                Handshake::new(self.info.first_seen, &self.info),
-            );
+            let m = std::mem::replace(&mut self.m, Handshake::new(&self.info));
             m.finish(&self.info, EndCause::Closed, Some(hash))
                 .expect("a TDS verdict")
         }
@@ -1846,12 +1884,12 @@ mod tests {
         let mut r = Run::new(true);
         r.connect().tds(C, TdsEvent::LegacyLogin);
         assert!(r.m.done());
-        let m = std::mem::replace(&mut r.m, Handshake::new(r.info.first_seen, &r.info));
+        let m = std::mem::replace(&mut r.m, Handshake::new(&r.info));
         assert!(m.finish(&r.info, EndCause::Closed, None).is_none());
 
         let mut r = Run::new(false);
         r.tds(S, TdsEvent::NotTds);
-        let m = std::mem::replace(&mut r.m, Handshake::new(r.info.first_seen, &r.info));
+        let m = std::mem::replace(&mut r.m, Handshake::new(&r.info));
         assert!(m.finish(&r.info, EndCause::EndOfInput, None).is_none());
     }
 
@@ -1887,6 +1925,6 @@ mod size {
     #[test]
     fn handshake_state_is_small() {
         let size = std::mem::size_of::<super::Handshake>();
-        assert!(size <= 144, "Handshake grew to {size} bytes");
+        assert!(size <= 112, "Handshake grew to {size} bytes");
     }
 }

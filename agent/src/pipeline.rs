@@ -7,7 +7,7 @@ use crate::capture::{Frame, Timestamp};
 use crate::config::{Config, Limits};
 use crate::conntrack::{self, ConnInfo, ConnTable, Ended, Interest, Side, StreamEvent};
 use crate::decode::{self, DecodeError};
-use crate::handshake::{Handshake, Shared, TcpEvent};
+use crate::handshake::{Handshake, Shared, TcpEvent, When};
 use crate::tds::{TdsEvent, TdsStream};
 use crate::tls::TlsStream;
 use crate::verdict::Verdict;
@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 
 /// Servers whose certificate signature hash is remembered (to explain silent closes later).
 const MAX_REMEMBERED_SERVERS: usize = 4096;
+
+/// Connections ended at a time at the end of the input (their sessions wait in a buffer meanwhile).
+const DRAIN_BATCH: usize = 1024;
 
 /// How often (in capture time) idle connections are looked for.
 const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
@@ -45,25 +48,19 @@ impl Parsers {
 pub struct Session {
     machine: Handshake,
     parsers: Option<Box<Parsers>>,
-    /// Data already seen per side (the machine is told once per side).
-    data_seen: [bool; 2],
 }
 
 impl Session {
-    fn new(ts: Timestamp, info: &ConnInfo, limits: &Limits) -> Self {
+    fn new(info: &ConnInfo, limits: &Limits) -> Self {
         Session {
-            machine: Handshake::new(ts, info),
+            machine: Handshake::new(info),
             parsers: Some(Box::new(Parsers::new(limits))),
-            data_seen: [false; 2],
         }
     }
 
-    fn on_data(&mut self, shared: &mut Shared, ts: Timestamp, side: Side, bytes: &[u8]) {
+    fn on_data(&mut self, shared: &mut Shared, ts: When, side: Side, bytes: &[u8]) {
         let i = side.index();
-        if !self.data_seen[i] {
-            self.data_seen[i] = true;
-            self.machine.on_tcp(ts, TcpEvent::Data(side));
-        }
+        self.machine.on_tcp(ts, TcpEvent::Data(side));
         let Some(parsers) = self.parsers.as_deref_mut() else {
             return;
         };
@@ -78,7 +75,7 @@ impl Session {
         });
     }
 
-    fn on_gap(&mut self, shared: &mut Shared, ts: Timestamp, side: Side, len: u64) {
+    fn on_gap(&mut self, shared: &mut Shared, ts: When, side: Side, len: u64) {
         self.machine.on_tcp(ts, TcpEvent::Gap(side));
         if let Some(parsers) = self.parsers.as_deref_mut() {
             let i = side.index();
@@ -96,9 +93,13 @@ impl conntrack::Session for Session {
         &mut self,
         shared: &mut Shared,
         ts: Timestamp,
-        _info: &ConnInfo,
+        info: &ConnInfo,
         event: StreamEvent<'_>,
     ) -> Interest {
+        let ts = When {
+            ts,
+            first_seen: info.first_seen,
+        };
         match event {
             StreamEvent::Syn => self.machine.on_tcp(ts, TcpEvent::Syn),
             StreamEvent::SynAck => self.machine.on_tcp(ts, TcpEvent::SynAck),
@@ -178,7 +179,7 @@ impl Pipeline {
                 self.table.process(
                     ts,
                     &seg,
-                    &mut |info| Session::new(ts, info, limits),
+                    &mut |info| Session::new(info, limits),
                     &mut self.ended,
                 );
             }
@@ -234,7 +235,13 @@ impl Pipeline {
     /// End of input: every connection still open gets its verdict (outcome `unknown`).
     pub fn finish(&mut self, out: &mut dyn FnMut(Verdict)) {
         self.table.expire(self.now, &mut self.ended);
-        self.table.drain(self.now, &mut self.ended);
+        self.emit(out);
+        while self
+            .table
+            .drain_some(self.now, &mut self.ended, DRAIN_BATCH)
+        {
+            self.emit(out);
+        }
         self.emit(out);
     }
 

@@ -6,6 +6,7 @@
 
 mod flow;
 mod index;
+mod slab;
 #[cfg(test)]
 mod tests;
 
@@ -14,6 +15,7 @@ use crate::config::Limits;
 use crate::decode::Segment;
 use flow::{Conn, Flow, Key, OooLimits, CLOSE_ONLY, IN_CLOSE_LIST, ISN_KNOWN, NIL, ROLES_FROM_SYN};
 use index::{Index, MAX_ENTRIES};
+use slab::Slab;
 use std::net::SocketAddr;
 
 /// Which end of a connection sent something.
@@ -181,7 +183,7 @@ const LRU_GRANULARITY_SHIFT: u32 = 24;
 const PAYLOAD: usize = 0;
 const CLOSE: usize = 1;
 
-fn unlink<S>(slab: &mut [Slot<S>], list: &mut List, idx: u32) {
+fn unlink<S>(slab: &mut Slab<Slot<S>>, list: &mut List, idx: u32) {
     let Some(slot) = slab.get_mut(idx as usize) else {
         return;
     };
@@ -198,7 +200,7 @@ fn unlink<S>(slab: &mut [Slot<S>], list: &mut List, idx: u32) {
     }
 }
 
-fn push_tail<S>(slab: &mut [Slot<S>], list: &mut List, idx: u32) {
+fn push_tail<S>(slab: &mut Slab<Slot<S>>, list: &mut List, idx: u32) {
     let tail = list.tail;
     let Some(slot) = slab.get_mut(idx as usize) else {
         return;
@@ -219,7 +221,7 @@ fn push_tail<S>(slab: &mut [Slot<S>], list: &mut List, idx: u32) {
 /// last-seen order, see [`LRU_GRANULARITY_SHIFT`]) give the oldest idle connection and expiry in
 /// O(1) per connection ended.
 pub struct ConnTable<S: Session> {
-    slab: Vec<Slot<S>>,
+    slab: Slab<Slot<S>>,
     free_head: u32,
     index: Index,
     hasher: ahash::RandomState,
@@ -250,7 +252,7 @@ impl<S: Session> ConnTable<S> {
             }
         }
         ConnTable {
-            slab: Vec::new(),
+            slab: Slab::new(),
             free_head: NIL,
             index: Index::new(),
             hasher: ahash::RandomState::new(),
@@ -595,11 +597,22 @@ impl<S: Session> ConnTable<S> {
     /// Ends every connection still open (end of input), oldest first: least recently seen first,
     /// the same order as eviction.
     pub fn drain(&mut self, at: Timestamp, ended: &mut Vec<Ended<S>>) {
-        while let Some(idx) = self.oldest() {
+        while self.drain_some(at, ended, usize::MAX) {}
+    }
+
+    /// Like [`ConnTable::drain`], at most `max` connections at a time, so that a caller can hand
+    /// each batch on before the next (a table of a million connections is not copied out whole).
+    /// True while connections remain.
+    pub fn drain_some(&mut self, at: Timestamp, ended: &mut Vec<Ended<S>>, max: usize) -> bool {
+        for _ in 0..max {
+            let Some(idx) = self.oldest() else {
+                return false;
+            };
             if !self.end(idx, EndCause::EndOfInput, at, ended) {
-                break;
+                return false;
             }
         }
+        self.oldest().is_some()
     }
 
     /// What the sessions share.

@@ -26,9 +26,11 @@ pub const MAX_DNS_NAME: usize = 255;
 /// parsing it costs more than the rest of the handshake.
 const CACHE_ENTRIES: usize = 32;
 
+/// DER bytes and their facts, least recently used first.
+type Cache = Vec<(Box<[u8]>, Option<Certificate>)>;
+
 thread_local! {
-    static CACHE: std::cell::RefCell<Vec<(Box<[u8]>, Option<Certificate>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static CACHE: std::cell::RefCell<Cache> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The facts of one DER certificate, or `None` when it does not parse.
