@@ -1125,6 +1125,12 @@ impl Handshake {
             && !self.f.login7()
             && self.mode != Mode::Tds8Strict;
         let still_open = cause == EndCause::EndOfInput && !self.closed();
+        // Pushed out of the table (or its 4-tuple reused) before any close: nothing says how the
+        // handshake would have ended.
+        let cut_short = matches!(
+            cause,
+            EndCause::EvictedCapacity | EndCause::EvictedMemory | EndCause::Reused
+        ) && !self.closed();
         let established = self.stage == Stage::Established;
         let probe = !self.f.client_started()
             && self.stage == Stage::Connected
@@ -1144,6 +1150,12 @@ impl Handshake {
                 None,
                 format!("still open at {} when the capture ended", self.stage),
             )
+        } else if cut_short && !established {
+            let why = match cause {
+                EndCause::Reused => "a new SYN reused its addresses and ports",
+                _ => "evicted from the connection table (limits reached)",
+            };
+            (Outcome::Unknown, None, format!("{why} at {}", self.stage))
         } else if established {
             (Outcome::Established, None, self.established_evidence())
         } else if self.f.blind() {
@@ -1851,6 +1863,29 @@ mod tests {
         r.connect().prelogin(0, 0).client_hello(tls::TLS12);
         let v = r.finish(EndCause::EndOfInput);
         assert_eq!((v.outcome, v.reason), (Outcome::Unknown, None));
+    }
+
+    #[test]
+    fn evicted_or_reused_before_a_close_is_unknown_unless_established() {
+        let mut r = Run::new(true);
+        r.connect().prelogin(0, 0).client_hello(tls::TLS12);
+        let v = r.finish(EndCause::EvictedCapacity);
+        assert_eq!((v.outcome, v.reason), (Outcome::Unknown, None));
+        let mut r = Run::new(true);
+        r.connect().prelogin(0, 0);
+        assert_eq!(r.finish(EndCause::Reused).outcome, Outcome::Unknown);
+        let mut r = Run::new(true);
+        r.connect().prelogin(0, 0).tls12_complete(ECDHE).app(C);
+        r.tds(
+            S,
+            TdsEvent::LoginAck {
+                tds_version: 0x7400_0004,
+            },
+        );
+        assert_eq!(
+            r.finish(EndCause::EvictedMemory).outcome,
+            Outcome::Established
+        );
     }
 
     #[test]
