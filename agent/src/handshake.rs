@@ -6,7 +6,7 @@
 //! Memory: an open connection past its handshake keeps only this struct (the pipeline drops the
 //! parsers), so it is kept small: times are microsecond offsets, and the bulky facts that many
 //! connections share (a client stack's ClientHello, a server's certificate, PRELOGIN options) are
-//! interned once in [`Shared`] and referenced.
+//! shared: interned once in [`Shared`] or by the TLS layer, and referenced.
 
 use crate::capture::Timestamp;
 use crate::conntrack::{ConnInfo, EndCause, Side};
@@ -103,19 +103,16 @@ pub struct PreloginPair {
     pub server: Option<Prelogin>,
 }
 
-/// What the machines of one pipeline share.
+/// What the machines of one pipeline share. (ClientHello and certificate facts are shared by the TLS
+/// layer itself.)
 pub struct Shared {
-    pub hellos: Interner<ClientHello>,
-    pub certificates: Interner<Certificate>,
     pub prelogins: Interner<PreloginPair>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        // Distinct client stacks, servers and driver versions: thousands at most on one host.
+        // Distinct pairs of driver and server versions and settings: thousands at most on one host.
         Shared {
-            hellos: Interner::new(16_384),
-            certificates: Interner::new(4_096),
             prelogins: Interner::new(16_384),
         }
     }
@@ -560,7 +557,7 @@ impl Handshake {
         }
     }
 
-    pub fn on_tls(&mut self, ts: When, side: Side, ev: TlsEvent, shared: &mut Shared) {
+    pub fn on_tls(&mut self, ts: When, side: Side, ev: TlsEvent) {
         self.f.set_tds_seen(true);
         match (side, ev) {
             (Side::Client, TlsEvent::ClientHello(hello)) => {
@@ -572,7 +569,7 @@ impl Handshake {
                 }
                 // After a HelloRetryRequest the second ClientHello replaces the first.
                 if self.client_hello.is_none() || self.f.hello_retry() {
-                    self.client_hello = Some(shared.hellos.intern(*hello));
+                    self.client_hello = Some(hello);
                 }
                 self.note(side, Last::ClientHello, ts);
             }
@@ -586,7 +583,7 @@ impl Handshake {
             }
             (Side::Server, TlsEvent::Certificate(cert)) => {
                 if self.certificate.is_none() {
-                    self.certificate = Some(shared.certificates.intern(*cert));
+                    self.certificate = Some(cert);
                 }
                 self.note(side, Last::Certificate, ts);
             }
@@ -1423,7 +1420,7 @@ mod tests {
         fn tls(&mut self, side: Side, ev: TlsEvent) -> &mut Self {
             let ts = self.ts();
             self.m.on_tcp(ts, TcpEvent::Data(side));
-            self.m.on_tls(ts, side, ev, &mut self.shared);
+            self.m.on_tls(ts, side, ev);
             self
         }
         fn connect(&mut self) -> &mut Self {
@@ -1448,7 +1445,7 @@ mod tests {
                 ja4: "t12d0200h2_000000000000_000000000000".into(),
                 ..Default::default()
             };
-            self.tls(C, TlsEvent::ClientHello(Box::new(hello)))
+            self.tls(C, TlsEvent::ClientHello(Arc::new(hello)))
         }
         fn server_hello(&mut self, version: u16, suite: u16) -> &mut Self {
             let group = if version == tls::TLS13 {
@@ -1472,7 +1469,7 @@ mod tests {
                 .server_hello(tls::TLS12, suite)
                 .tls(
                     S,
-                    TlsEvent::Certificate(Box::new(Certificate {
+                    TlsEvent::Certificate(Arc::new(Certificate {
                         signature_hash: Some("sha256"),
                         ..Default::default()
                     })),

@@ -69,7 +69,7 @@ impl Session {
         let machine = &mut self.machine;
         tds.feed(bytes, &mut |ev| match ev {
             TdsEvent::TlsData { bytes, .. } => {
-                tls.feed(bytes, &mut |tev| machine.on_tls(ts, side, tev, shared));
+                tls.feed(bytes, &mut |tev| machine.on_tls(ts, side, tev));
             }
             other => machine.on_tds(ts, side, &other, shared),
         });

@@ -3,6 +3,7 @@
 //! serverAuth EKU). Bounded output: names capped, SAN list capped. Never verifies anything.
 
 use super::Certificate;
+use std::sync::Arc;
 use x509_parser::asn1_rs::{Any, Class, Tag};
 use x509_parser::der_parser::der::parse_der_integer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -27,14 +28,14 @@ pub const MAX_DNS_NAME: usize = 255;
 const CACHE_ENTRIES: usize = 32;
 
 /// DER bytes and their facts, least recently used first.
-type Cache = Vec<(Box<[u8]>, Option<Certificate>)>;
+type Cache = Vec<(Box<[u8]>, Option<Arc<Certificate>>)>;
 
 thread_local! {
     static CACHE: std::cell::RefCell<Cache> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The facts of one DER certificate, or `None` when it does not parse.
-pub fn certificate(der: &[u8]) -> Option<Certificate> {
+/// The facts of one DER certificate (shared), or `None` when it does not parse.
+pub fn certificate(der: &[u8]) -> Option<Arc<Certificate>> {
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(i) = cache.iter().position(|(d, _)| **d == *der) {
@@ -44,7 +45,7 @@ pub fn certificate(der: &[u8]) -> Option<Certificate> {
             cache.push(hit);
             return facts;
         }
-        let facts = parse(der);
+        let facts = parse(der).map(Arc::new);
         if cache.len() >= CACHE_ENTRIES {
             cache.remove(0);
         }

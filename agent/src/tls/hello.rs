@@ -5,6 +5,7 @@
 
 use super::ja4::{ja4, Ja4Input};
 use super::{is_grease, ClientHello, ServerHello};
+use std::sync::Arc;
 use tls_parser::{
     parse_dh_params, parse_ecdh_params, parse_tls_client_hello_extension,
     parse_tls_handshake_client_hello, parse_tls_handshake_msg_server_hello,
@@ -61,6 +62,86 @@ fn printable(bytes: &[u8]) -> Option<String> {
 /// The IANA name of a suite, when tls-parser knows it.
 fn iana_name(id: u16) -> Option<&'static str> {
     super::suite_info(id).map(|(name, _)| name)
+}
+
+/// ClientHello facts remembered per thread before the memo starts afresh.
+const HELLO_MEMO_ENTRIES: usize = 1024;
+
+#[derive(Default)]
+struct HelloMemo {
+    /// Scratch space for the look-up key.
+    key: Vec<u8>,
+    known: std::collections::HashMap<Box<[u8]>, Arc<ClientHello>, ahash::RandomState>,
+}
+
+thread_local! {
+    static HELLO_MEMO: std::cell::RefCell<HelloMemo> = std::cell::RefCell::new(HelloMemo::default());
+}
+
+/// A ClientHello body → its facts, shared: the clients of one stack send the same offer on every
+/// connection, so facts are remembered per thread, keyed by [`memo_key`].
+pub fn client_hello_shared(body: &[u8]) -> Option<Arc<ClientHello>> {
+    HELLO_MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let HelloMemo { key, known } = &mut *memo;
+        key.clear();
+        if memo_key(body, key).is_none() {
+            return client_hello(body).map(Arc::new);
+        }
+        if let Some(facts) = known.get(key.as_slice()) {
+            return Some(Arc::clone(facts));
+        }
+        let facts = Arc::new(client_hello(body)?);
+        if known.len() >= HELLO_MEMO_ENTRIES {
+            known.clear();
+        }
+        known.insert(key.as_slice().into(), Arc::clone(&facts));
+        Some(facts)
+    })
+}
+
+/// Everything of a ClientHello body that its facts depend on: the legacy version, the cipher suites,
+/// the compression methods, and every extension's header, with the contents of the extensions that
+/// are read (server_name, supported_groups, signature_algorithms, ALPN, supported_versions). Left
+/// out: the random, the session id and the other extensions' contents (key shares, tickets,
+/// padding), which differ on every connection. Two bodies with the same key have the same structure
+/// byte for byte, so they parse alike. `None` when the body is too short for its own lengths.
+fn memo_key(body: &[u8], key: &mut Vec<u8>) -> Option<()> {
+    let version = body.get(..2)?;
+    let sid_len = usize::from(*body.get(34)?);
+    let rest = body.get(35 + sid_len..)?;
+    let (suites_len, rest) = rest.split_first_chunk::<2>()?;
+    let suites = rest.get(..usize::from(u16::from_be_bytes(*suites_len)))?;
+    let rest = rest.get(suites.len()..)?;
+    let comp_len = usize::from(*rest.first()?);
+    let comp = rest.get(..1 + comp_len)?;
+    let rest = rest.get(comp.len()..)?;
+    key.extend_from_slice(version);
+    key.extend_from_slice(suites_len);
+    key.extend_from_slice(suites);
+    key.extend_from_slice(comp);
+    key.extend_from_slice(rest.get(..2).unwrap_or_default());
+    let block = match rest.split_first_chunk::<2>() {
+        Some((len, exts)) => exts.get(..usize::from(u16::from_be_bytes(*len)))?,
+        None => &[],
+    };
+    // Anything after the extension block changes how the body parses: keep its length.
+    let trailing = rest.len().saturating_sub(2 + block.len());
+    key.extend_from_slice(&u32::try_from(trailing).unwrap_or(u32::MAX).to_be_bytes());
+    let mut walked = 0;
+    for (ty, whole) in extensions(block) {
+        walked += whole.len();
+        match ty {
+            EXT_SERVER_NAME
+            | EXT_SUPPORTED_GROUPS
+            | EXT_SIGNATURE_ALGORITHMS
+            | EXT_ALPN
+            | EXT_SUPPORTED_VERSIONS => key.extend_from_slice(whole),
+            _ => key.extend_from_slice(whole.get(..4)?),
+        }
+    }
+    // A block whose last extension overruns it: not memoised (parsed each time).
+    (walked == block.len()).then_some(())
 }
 
 /// A ClientHello body → its facts, or `None` when it does not parse.

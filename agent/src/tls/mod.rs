@@ -17,7 +17,7 @@ mod tests;
 use crate::config::Limits;
 use crate::conntrack::Side;
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// TLS protocol versions as they appear on the wire.
 pub const SSL3: u16 = 0x0300;
@@ -180,10 +180,11 @@ pub struct Certificate {
 /// What a TLS stream yields, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsEvent {
-    ClientHello(Box<ClientHello>),
+    /// Shared: equal offers are parsed once per thread.
+    ClientHello(Arc<ClientHello>),
     ServerHello(ServerHello),
     /// The first (leaf) certificate of a clear Certificate message.
-    Certificate(Box<Certificate>),
+    Certificate(Arc<Certificate>),
     /// ServerKeyExchange: the DH prime size for DHE, the named curve for ECDHE.
     ServerKeyExchange {
         dh_bits: Option<u32>,
@@ -615,12 +616,12 @@ impl TlsStream {
     /// One whole clear handshake message (body without its header).
     fn message(&mut self, ty: u8, body: &[u8], out: &mut dyn FnMut(TlsEvent)) {
         match ty {
-            HT_CLIENT_HELLO => match hello::client_hello(body) {
+            HT_CLIENT_HELLO => match hello::client_hello_shared(body) {
                 Some(ch) => {
                     if self.side == Side::Client && ch.max_version >= TLS13 {
                         self.offered13 = true;
                     }
-                    out(TlsEvent::ClientHello(Box::new(ch)));
+                    out(TlsEvent::ClientHello(ch));
                 }
                 None => self.malformed("bad client_hello", out),
             },
@@ -653,7 +654,7 @@ impl TlsStream {
                         _ => None,
                     });
                 if let Some(c) = first.and_then(cert::certificate) {
-                    out(TlsEvent::Certificate(Box::new(c)));
+                    out(TlsEvent::Certificate(c));
                 }
             }
             HT_SERVER_KEY_EXCHANGE => match hello::server_key_exchange(body, self.suite) {

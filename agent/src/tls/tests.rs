@@ -1174,3 +1174,55 @@ fn random_inputs_do_not_panic_and_respect_caps() {
     // The inputs reached the parsers, not only the record layer.
     assert!(seen.iter().all(|&n| n >= 50), "{seen:?}");
 }
+
+/// Equal offers share one parse; an offer that differs in anything the facts read does not.
+#[test]
+fn client_hello_facts_are_shared_between_equal_offers_only() {
+    fn body_of(hello: &[u8]) -> Vec<u8> {
+        hello[4..].to_vec()
+    }
+    let key_share = |fill: u8| {
+        let mut ks = 36u16.to_be_bytes().to_vec();
+        ks.extend_from_slice(&0x001du16.to_be_bytes());
+        ks.extend_from_slice(&32u16.to_be_bytes());
+        ks.extend_from_slice(&[fill; 32]);
+        ext(51, &ks)
+    };
+    let hello = |sni: &[u8], fill: u8| {
+        client_hello(
+            0x0303,
+            &[0x1301, 0xc02f],
+            &[
+                ext_sni(sni),
+                ext_supported_versions_client(&[0x0304, 0x0303]),
+                key_share(fill),
+            ],
+        )
+    };
+    let mut a = body_of(&hello(b"db1.example.com", 1));
+    // Another connection of the same client: new random and key share.
+    let mut b = body_of(&hello(b"db1.example.com", 2));
+    a[2..34].copy_from_slice(&[0xaa; 32]);
+    b[2..34].copy_from_slice(&[0xbb; 32]);
+    let fa = hello::client_hello_shared(&a).expect("parses");
+    let fb = hello::client_hello_shared(&b).expect("parses");
+    assert!(
+        std::sync::Arc::ptr_eq(&fa, &fb),
+        "equal offers share their facts"
+    );
+    let c = body_of(&hello(b"db2.example.com", 1));
+    let fc = hello::client_hello_shared(&c).expect("parses");
+    assert!(!std::sync::Arc::ptr_eq(&fa, &fc));
+    assert_eq!(fc.sni.as_deref(), Some("db2.example.com"));
+    assert_eq!(
+        *fa,
+        hello::client_hello(&a).expect("parses"),
+        "the shared facts are the parse's"
+    );
+    // A body cut inside its extensions is never answered from the memo.
+    let cut = &a[..a.len() - 3];
+    assert_eq!(
+        hello::client_hello_shared(cut).map(|h| (*h).clone()),
+        hello::client_hello(cut)
+    );
+}
