@@ -352,7 +352,9 @@ struct CertSummary {
     issuer: String,
     signature: String,
     key: String,
+    key_bits: Option<u32>,
     not_after: String,
+    not_after_unix: Option<i64>,
     /// The connection's time was past `not_after` (or before `not_before`: not tracked typed).
     expired: bool,
 }
@@ -460,33 +462,35 @@ impl ServerStats {
                 Some(na) => i128::from(na) * 1_000_000_000 < i128::from(v.last_seen.0),
                 None => false,
             };
-            let summary = CertSummary {
-                subject: clean(&cert.subject),
-                issuer: clean(&cert.issuer),
-                signature: clean(&cert.signature_algorithm),
-                key: match cert.key_bits {
-                    Some(bits) => format!("{} {}", clean(&cert.key_type), bits),
-                    None => clean(&cert.key_type),
-                },
-                not_after: match v.cert_not_after_unix {
-                    Some(na) => format_unix_secs(na),
-                    None => clean(&cert.not_after),
-                },
-                expired,
-            };
-            let changed = match &self.certificate {
-                Some(old) => {
-                    old.subject != summary.subject
-                        || old.issuer != summary.issuer
-                        || old.not_after != summary.not_after
-                        || old.key != summary.key
+            // The same certificate as last time (the common case): nothing to rebuild.
+            let same = self.certificate.as_ref().is_some_and(|old| {
+                old.not_after_unix == v.cert_not_after_unix
+                    && old.key_bits == cert.key_bits
+                    && same_clean(&old.subject, &cert.subject)
+                    && same_clean(&old.issuer, &cert.issuer)
+            });
+            match (&mut self.certificate, same) {
+                (Some(old), true) => old.expired = expired,
+                (old, _) => {
+                    self.certificate_changes += 1;
+                    *old = Some(CertSummary {
+                        subject: clean(&cert.subject),
+                        issuer: clean(&cert.issuer),
+                        signature: clean(&cert.signature_algorithm),
+                        key: match cert.key_bits {
+                            Some(bits) => format!("{} {}", clean(&cert.key_type), bits),
+                            None => clean(&cert.key_type),
+                        },
+                        key_bits: cert.key_bits,
+                        not_after: match v.cert_not_after_unix {
+                            Some(na) => format_unix_secs(na),
+                            None => clean(&cert.not_after),
+                        },
+                        not_after_unix: v.cert_not_after_unix,
+                        expired,
+                    });
                 }
-                None => true,
-            };
-            if changed {
-                self.certificate_changes += 1;
             }
-            self.certificate = Some(summary);
         }
         let d = &v.durations_ms;
         self.prelogin_ms.add(d.prelogin);
