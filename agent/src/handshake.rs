@@ -14,8 +14,9 @@ use crate::tds::{self, EncryptSetting, Prelogin, TdsEvent};
 use crate::tls::{self, Certificate, ClientHello, KeyExchange, ServerHello, TlsEvent};
 use crate::verdict::{
     AlertFact, CertificateFacts, CloseFacts, Durations, Encryption, LoginFacts, LoginResult, Mode,
-    Outcome, PreloginFacts, Reason, Stage, SuiteList, TlsFacts, Verdict,
+    Outcome, PreloginFacts, Reason, Stage, SuiteList, TlsFacts, Verdict, Version4,
 };
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::Hash;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -1134,39 +1135,43 @@ impl Handshake {
             && !self.f.server_payload()
             && self.first_close().is_some_and(|c| c.side == Side::Client);
 
-        let (outcome, reason, evidence) = if midstream {
+        let (outcome, reason, evidence): (_, _, Cow<'static, str>) = if midstream {
             let why = if established || self.f.midstream_traffic() {
                 "joined mid-stream: requests and responses seen, the handshake was not"
             } else {
                 "joined mid-stream: no SYN, PRELOGIN or LOGIN7 seen"
             };
-            (Outcome::Unknown, None, why.to_string())
+            (Outcome::Unknown, None, why.into())
         } else if still_open {
             (
                 Outcome::Unknown,
                 None,
-                format!("still open at {} when the capture ended", self.stage),
+                format!("still open at {} when the capture ended", self.stage).into(),
             )
         } else if cut_short && !established {
             let why = match cause {
                 EndCause::Reused => "a new SYN reused its addresses and ports",
                 _ => "evicted from the connection table (limits reached)",
             };
-            (Outcome::Unknown, None, format!("{why} at {}", self.stage))
+            (
+                Outcome::Unknown,
+                None,
+                format!("{why} at {}", self.stage).into(),
+            )
         } else if established {
             (Outcome::Established, None, self.established_evidence())
         } else if self.f.blind() {
             (
                 Outcome::Unknown,
                 None,
-                format!("bytes lost at {}: the outcome cannot be told", self.stage),
+                format!("bytes lost at {}: the outcome cannot be told", self.stage).into(),
             )
         } else if probe {
             let text = "client closed before sending any TDS byte (TCP probe or port scan)";
-            (Outcome::Failed, Some(Reason::Closed), text.to_string())
+            (Outcome::Failed, Some(Reason::Closed), text.into())
         } else {
             let (reason, text) = self.failure_reason(cause, known_cert_hash, first_seen);
-            (Outcome::Failed, Some(reason), text)
+            (Outcome::Failed, Some(reason), text.into())
         };
 
         let encryption = if midstream {
@@ -1178,6 +1183,7 @@ impl Handshake {
             .is_some_and(|s| matches!(s, EncryptSetting::On | EncryptSetting::Req));
         let evidence = if encryption == Encryption::None && asked_for_tls && self.f.login7_clear() {
             format!("{evidence}; DOWNGRADE: the client asked for encryption and logged in in clear")
+                .into()
         } else {
             evidence
         };
@@ -1203,11 +1209,10 @@ impl Handshake {
             durations_ms: self.durations(first_seen, last_seen),
             evidence,
             probe,
-            cert_not_after_unix: self.certificate.as_ref().map(|c| c.not_after),
         })
     }
 
-    fn established_evidence(&self) -> String {
+    fn established_evidence(&self) -> Cow<'static, str> {
         let how = if self.ack_version != 0 {
             "LOGINACK seen"
         } else if self.f.answered() {
@@ -1216,14 +1221,14 @@ impl Handshake {
             "requests after the login"
         };
         if self.f.routing() {
-            format!("{how}; the server routed the client elsewhere (ENVCHANGE routing)")
+            format!("{how}; the server routed the client elsewhere (ENVCHANGE routing)").into()
         } else {
-            how.to_string()
+            how.into()
         }
     }
 
     fn prelogin_facts(&self) -> PreloginFacts {
-        let version = |p: &Prelogin| p.version.map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}"));
+        let version = |p: &Prelogin| p.version.map(|(a, b, c, d)| Version4(a, b, c, d));
         let enc = |p: &Prelogin| {
             p.encryption
                 .and_then(EncryptSetting::from_byte)
@@ -1260,15 +1265,7 @@ impl Handshake {
             kx: self.kx().map(KeyExchange::as_str),
             dh_bits: self.dh_bits.map(|b| u32::from(b.get())),
             completed: ch.map(|_| self.f.tls_completed()),
-            certificate: self.certificate.as_deref().map(|c| CertificateFacts {
-                subject: c.subject.clone(),
-                issuer: c.issuer.clone(),
-                signature_algorithm: c.signature_algorithm.clone(),
-                key_type: c.key_type.clone(),
-                key_bits: c.key_bits,
-                not_before: crate::verdict::format_unix_secs(c.not_before),
-                not_after: crate::verdict::format_unix_secs(c.not_after),
-            }),
+            certificate: self.certificate.clone().map(CertificateFacts),
             alerts: alerts
                 .iter()
                 .map(|&(side, level, desc)| AlertFact {
@@ -1539,7 +1536,10 @@ mod tests {
         assert_eq!(v.close.stage, Some(Stage::Established));
         assert!(!v.close.abnormal);
         assert_eq!(v.prelogin.client_encryption, Some("OFF"));
-        assert_eq!(v.prelogin.server_version.as_deref(), Some("16.0.600.0"));
+        assert_eq!(
+            v.prelogin.server_version.map(|v| v.to_string()).as_deref(),
+            Some("16.0.600.0")
+        );
         assert!(v.durations_ms.tls_handshake.is_some_and(|d| d > 0.0));
         assert!(v.durations_ms.login.is_some_and(|d| d > 0.0));
     }

@@ -345,9 +345,8 @@ mod tests {
             login: LoginFacts::default(),
             close: CloseFacts::default(),
             durations_ms: Durations::default(),
-            evidence: String::new(),
+            evidence: "".into(),
             probe: false,
-            cert_not_after_unix: None,
         }
     }
 

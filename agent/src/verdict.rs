@@ -3,9 +3,11 @@
 //! owns the record and its vocabulary; it parses nothing.
 
 use crate::capture::Timestamp;
+use crate::tls;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Which end of a connection.
 pub use crate::conntrack::Side;
@@ -106,10 +108,10 @@ names!(Reason { Refused => "refused", NoResponse => "no_response",
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PreloginFacts {
     /// Driver version, "major.minor.build.subbuild".
-    pub client_version: Option<String>,
+    pub client_version: Option<Version4>,
     /// "OFF", "ON", "NOT_SUP", "REQ".
     pub client_encryption: Option<&'static str>,
-    pub server_version: Option<String>,
+    pub server_version: Option<Version4>,
     pub server_encryption: Option<&'static str>,
     pub mars: Option<bool>,
     pub instance: Option<String>,
@@ -125,17 +127,49 @@ pub struct AlertFact {
     pub description: Option<String>,
 }
 
-/// Facts of the server's leaf certificate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CertificateFacts {
-    pub subject: String,
-    pub issuer: String,
-    pub signature_algorithm: String,
-    pub key_type: String,
-    pub key_bits: Option<u32>,
-    /// RFC 3339.
-    pub not_before: String,
-    pub not_after: String,
+/// Facts of the server's leaf certificate, shared with every connection that showed it; written
+/// as `subject`, `issuer`, `signature_algorithm`, `key_type`, `key_bits`, `not_before`,
+/// `not_after` (RFC 3339).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateFacts(pub Arc<tls::Certificate>);
+
+impl std::ops::Deref for CertificateFacts {
+    type Target = tls::Certificate;
+    fn deref(&self) -> &tls::Certificate {
+        &self.0
+    }
+}
+
+impl Serialize for CertificateFacts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = &self.0;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("subject", &c.subject)?;
+        m.serialize_entry("issuer", &c.issuer)?;
+        m.serialize_entry("signature_algorithm", &c.signature_algorithm)?;
+        m.serialize_entry("key_type", &c.key_type)?;
+        m.serialize_entry("key_bits", &c.key_bits)?;
+        m.serialize_entry("not_before", &format_unix_secs(c.not_before))?;
+        m.serialize_entry("not_after", &format_unix_secs(c.not_after))?;
+        m.end()
+    }
+}
+
+/// A four-part version ("16.0.600.0": major, minor, build, sub-build), written as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version4(pub u8, pub u8, pub u16, pub u16);
+
+impl std::fmt::Display for Version4 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}.{}", self.0, self.1, self.2, self.3)
+    }
+}
+
+impl Serialize for Version4 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Cipher suites as offered, kept as their ids and written as IANA names.
@@ -191,7 +225,7 @@ pub struct LoginFacts {
     pub result: Option<LoginResult>,
     pub error_number: Option<u32>,
     /// "7.4" …: the LOGINACK's when seen, else LOGIN7's.
-    pub tds_version: Option<String>,
+    pub tds_version: Option<Cow<'static, str>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -238,14 +272,11 @@ pub struct Verdict {
     pub durations_ms: Durations,
     /// One line a DBA can read: what on the wire supports the outcome and reason. Not in the JSON.
     #[serde(skip)]
-    pub evidence: String,
+    pub evidence: Cow<'static, str>,
     /// The connection closed before any TDS byte (a TCP probe or port scan): kept apart in reports
     /// and out of handshake-failure alerts. Not in the JSON (it is `stage == connected`).
     #[serde(skip)]
     pub probe: bool,
-    /// The certificate's notAfter as Unix seconds, for the expiry metric. Not in the JSON.
-    #[serde(skip)]
-    pub cert_not_after_unix: Option<i64>,
 }
 
 /// RFC 3339 with microseconds, UTC, fixed width ("2024-05-01T10:00:00.123456Z").

@@ -60,6 +60,7 @@ fn check_sql2022(v: &Verdict) {
     assert!(
         v.prelogin
             .server_version
+            .map(|v| v.to_string())
             .as_deref()
             .is_some_and(|s| s.starts_with("16.0.600")),
         "{:?}",
@@ -121,6 +122,7 @@ fn sql_server_2019_capture_ends_with_the_connection_open() {
     assert!(v
         .prelogin
         .server_version
+        .map(|v| v.to_string())
         .as_deref()
         .is_some_and(|s| s.starts_with("15.0.4236")));
     assert_eq!(v.tls.client_max_version.as_deref(), Some("TLSv1.3"));

@@ -354,7 +354,7 @@ struct CertSummary {
     key: String,
     key_bits: Option<u32>,
     not_after: String,
-    not_after_unix: Option<i64>,
+    not_after_unix: i64,
     /// The connection's time was past `not_after` (or before `not_before`: not tracked typed).
     expired: bool,
 }
@@ -458,13 +458,10 @@ impl ServerStats {
         }
         // "Other servers" mixes servers: no one certificate to show.
         if let (Some(cert), Some(_)) = (&tls.certificate, self.addr) {
-            let expired = match v.cert_not_after_unix {
-                Some(na) => i128::from(na) * 1_000_000_000 < i128::from(v.last_seen.0),
-                None => false,
-            };
+            let expired = i128::from(cert.not_after) * 1_000_000_000 < i128::from(v.last_seen.0);
             // The same certificate as last time (the common case): nothing to rebuild.
             let same = self.certificate.as_ref().is_some_and(|old| {
-                old.not_after_unix == v.cert_not_after_unix
+                old.not_after_unix == cert.not_after
                     && old.key_bits == cert.key_bits
                     && same_clean(&old.subject, &cert.subject)
                     && same_clean(&old.issuer, &cert.issuer)
@@ -482,11 +479,8 @@ impl ServerStats {
                             None => clean(&cert.key_type),
                         },
                         key_bits: cert.key_bits,
-                        not_after: match v.cert_not_after_unix {
-                            Some(na) => format_unix_secs(na),
-                            None => clean(&cert.not_after),
-                        },
-                        not_after_unix: v.cert_not_after_unix,
+                        not_after: format_unix_secs(cert.not_after),
+                        not_after_unix: cert.not_after,
                         expired,
                     });
                 }
@@ -1128,9 +1122,8 @@ mod tests {
             login: LoginFacts::default(),
             close: CloseFacts::default(),
             durations_ms: Durations::default(),
-            evidence: String::new(),
+            evidence: "".into(),
             probe: false,
-            cert_not_after_unix: None,
         }
     }
 
@@ -1406,7 +1399,7 @@ mod tests {
         let mut r = Report::with_limits(64, 3);
         for i in 0..10 {
             let mut v = failed_dhe(i);
-            v.evidence = format!("failure number {i}");
+            v.evidence = format!("failure number {i}").into();
             r.add(&v);
         }
         let text = render(&r, &RunSummary::default());
@@ -1548,7 +1541,7 @@ mod tests {
     fn hostile_text_is_neutralised_and_cut() {
         let mut r = Report::new();
         let mut v = failed_dhe(0);
-        v.evidence = format!("evil\x1b[31mred\u{202e}txt\n{}", "x".repeat(1000));
+        v.evidence = format!("evil\x1b[31mred\u{202e}txt\n{}", "x".repeat(1000)).into();
         v.tls.suite = Some("SUITE\x1b]0;title\x07".into());
         r.add(&v);
         let text = render(&r, &RunSummary::default());
@@ -1586,16 +1579,18 @@ mod tests {
     fn certificate_line_flags_self_signed_and_expired() {
         let mut r = Report::new();
         let mut v = established_ecdhe("10.0.0.10:50000", 0);
-        v.tls.certificate = Some(CertificateFacts {
-            subject: "CN=SSL_Self_Signed_Fallback".into(),
-            issuer: "CN=SSL_Self_Signed_Fallback".into(),
-            signature_algorithm: "sha1WithRSAEncryption".into(),
-            key_type: "RSA".into(),
-            key_bits: Some(1024),
-            not_before: "2020-01-01T00:00:00Z".into(),
-            not_after: "2024-01-01T00:00:00Z".into(),
-        });
-        v.cert_not_after_unix = Some(1_704_067_200);
+        v.tls.certificate = Some(CertificateFacts(std::sync::Arc::new(
+            crate::tls::Certificate {
+                subject: "CN=SSL_Self_Signed_Fallback".into(),
+                issuer: "CN=SSL_Self_Signed_Fallback".into(),
+                signature_algorithm: "sha1WithRSAEncryption".into(),
+                key_type: "RSA".into(),
+                key_bits: Some(1024),
+                not_before: 1_577_836_800, // 2020-01-01T00:00:00Z
+                not_after: 1_704_067_200,  // 2024-01-01T00:00:00Z
+                ..Default::default()
+            },
+        )));
         r.add(&v);
         let text = render(&r, &RunSummary::default());
         assert_eq!(

@@ -746,7 +746,7 @@ impl TdsStream {
 }
 
 /// "7.4", "7.3B", "8.0" … for a TDS version as LOGIN7 and LOGINACK carry it (0x74000004 …).
-pub fn tds_version_name(v: u32) -> String {
+pub fn tds_version_name(v: u32) -> std::borrow::Cow<'static, str> {
     match v {
         0x7000_0000 => "7.0".into(),
         0x7100_0000 | 0x7100_0001 => "7.1".into(),
@@ -755,6 +755,6 @@ pub fn tds_version_name(v: u32) -> String {
         0x730B_0003 => "7.3B".into(),
         0x7400_0004 => "7.4".into(),
         0x0800_0000 => "8.0".into(),
-        other => format!("0x{other:08X}"),
+        other => format!("0x{other:08X}").into(),
     }
 }
