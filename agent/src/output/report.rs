@@ -793,11 +793,17 @@ impl Tally {
     }
 
     fn add_n(&mut self, key: &str, n: u64) {
-        // Compared with the cleaned form without allocating: only a new value is copied.
-        if let Some(item) = self.items.iter_mut().find(|(k, _)| same_clean(k, key)) {
+        // Keys are nearly always clean already (suite names, versions): compared as they are, and
+        // cleaned (and copied) only when they need it.
+        let key: std::borrow::Cow<'_, str> = if needs_cleaning(key) {
+            clean(key).into()
+        } else {
+            key.into()
+        };
+        if let Some(item) = self.items.iter_mut().find(|(k, _)| *k == *key) {
             item.1 += n;
         } else if self.items.len() < MAX_DISTINCT {
-            self.items.push((clean(key), n));
+            self.items.push((key.into_owned(), n));
         } else {
             self.other += n;
         }
@@ -1032,6 +1038,14 @@ fn clean_into(out: &mut String, s: &str) {
         }
         out.push(if is_unsafe_char(c) { '?' } else { c });
     }
+}
+
+/// Whether [`clean`] would change `s`.
+fn needs_cleaning(s: &str) -> bool {
+    s.chars()
+        .take(MAX_TEXT_CHARS + 1)
+        .enumerate()
+        .any(|(i, c)| i >= MAX_TEXT_CHARS || is_unsafe_char(c))
 }
 
 fn clean(s: &str) -> String {
