@@ -282,6 +282,7 @@ flags! {
     /// Finished: an encrypted handshake record after CCS, or TLS 1.3's client Finished.
     finished_client / set_finished_client = 19;
     finished_server / set_finished_server = 20;
+    client_payload / set_client_payload = 21;
 }
 
 impl Flags {
@@ -387,8 +388,9 @@ impl Handshake {
             TcpEvent::SynAck => self.advance(Stage::Connected),
             TcpEvent::Data(side) => {
                 self.advance(Stage::Connected);
-                if side == Side::Server {
-                    self.f.set_server_payload(true);
+                match side {
+                    Side::Server => self.f.set_server_payload(true),
+                    Side::Client => self.f.set_client_payload(true),
                 }
             }
             TcpEvent::Gap(_) => {
@@ -1130,8 +1132,10 @@ impl Handshake {
             EndCause::EvictedCapacity | EndCause::EvictedMemory | EndCause::Reused
         ) && !self.closed();
         let established = self.stage == Stage::Established;
-        let probe = !self.f.client_started()
+        // Seen from its SYN, and not one byte either way before the client closed.
+        let probe = self.f.whole()
             && self.stage == Stage::Connected
+            && !self.f.client_payload()
             && !self.f.server_payload()
             && self.first_close().is_some_and(|c| c.side == Side::Client);
 
@@ -1883,6 +1887,20 @@ mod tests {
             r.finish(EndCause::EvictedMemory).outcome,
             Outcome::Established
         );
+    }
+
+    #[test]
+    fn a_mid_stream_fragment_or_a_client_that_sent_bytes_is_no_probe() {
+        // No SYN: whatever it is, it was not seen opening.
+        let mut r = Run::new(false);
+        r.tcp(TcpEvent::Data(C)).tcp(TcpEvent::Fin(C));
+        let v = r.finish(EndCause::Closed);
+        assert!(!v.probe);
+        assert_eq!(v.outcome, Outcome::Unknown);
+        // Bytes that parsed as nothing (a TLS record that is not a ClientHello, say).
+        let mut r = Run::new(true);
+        r.connect().tcp(TcpEvent::Data(C)).tcp(TcpEvent::Fin(C));
+        assert!(!r.finish(EndCause::Closed).probe);
     }
 
     #[test]

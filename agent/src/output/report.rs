@@ -436,7 +436,9 @@ impl ServerStats {
             if let Some(c) = self.kx.get_mut(i) {
                 *c += 1;
             }
-            if failed {
+            // A failed TLS handshake, not a failed connection: a login error after a good
+            // handshake says nothing about the key exchange.
+            if failed && tls.completed == Some(false) {
                 if let Some(c) = self.kx_failed.get_mut(i) {
                     *c += 1;
                 }
