@@ -2,7 +2,7 @@
 //! duplicated, dropped and reordered. Nothing may panic, memory stays bounded, and a verdict is
 //! never stated with confidence on bytes that were lost.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tdswatch::capture::file::FileSource;
 use tdswatch::capture::{Frame, FrameSource, LinkType, Timestamp};
 use tdswatch::config::Config;
@@ -30,7 +30,7 @@ struct Owned {
     data: Vec<u8>,
 }
 
-fn frames(path: &PathBuf) -> Vec<Owned> {
+fn frames(path: &Path) -> Vec<Owned> {
     let mut source = FileSource::open(path).expect("open");
     let mut out = Vec::new();
     while let Ok(Some(f)) = source.next_frame() {
