@@ -3,6 +3,7 @@
 //! records and run counters; nothing here parses bytes.
 
 pub mod json;
+pub mod metrics;
 pub mod report;
 
 /// Counters of a whole run, shown under the report (what was read, what was skipped and why).
