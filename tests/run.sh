@@ -12,10 +12,10 @@ if [ ! -d "$shared" ]; then
     exit 1
 fi
 
-# System packages: the TLS stack for the test tools, libpcap, and tshark/capinfos for the
-# generator's own checks. Installed only when missing.
+# System packages: the TLS stack for the test tools, libpcap, tshark/capinfos for the
+# generator's own checks, and prometheus for promtool. Installed only when missing.
 need=()
-for pkg in build-essential pkg-config libssl-dev libpcap-dev tshark; do
+for pkg in build-essential pkg-config libssl-dev libpcap-dev tshark prometheus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tdswatch::capture::file::FileSource;
 use tdswatch::capture::{CaptureError, Frame, FrameSource};
+use tdswatch::output::metrics::{Metrics, MetricsConfig};
 use tdswatch::output::{json, report::Report, RunSummary};
 use tdswatch::pipeline::Pipeline;
 use tdswatch::verdict::Verdict;
@@ -46,6 +47,10 @@ fn analyze(args: &AnalyzeArgs) -> ExitCode {
         Format::Text => Sink::Text {
             out,
             report: Box::default(),
+        },
+        Format::Prometheus => Sink::Prometheus {
+            out,
+            metrics: Box::new(Metrics::new(&MetricsConfig::default())),
         },
     };
     let run = run_files(
@@ -124,6 +129,11 @@ enum Sink<W: Write> {
         out: W,
         report: Box<Report>,
     },
+    /// Every verdict observed, the families written once at the end.
+    Prometheus {
+        out: W,
+        metrics: Box<Metrics>,
+    },
 }
 
 impl<W: Write> Sink<W> {
@@ -137,6 +147,7 @@ impl<W: Write> Sink<W> {
                 }
             }
             Sink::Text { report, .. } => report.add(&v),
+            Sink::Prometheus { metrics, .. } => metrics.observe(&v),
         }
     }
 
@@ -153,6 +164,12 @@ impl<W: Write> Sink<W> {
                 None => out.flush().err(),
             },
             Sink::Text { mut out, report } => report.render(&mut out, summary).err(),
+            Sink::Prometheus { mut out, metrics } => {
+                metrics.observe_run(summary);
+                out.write_all(metrics.encode().as_bytes())
+                    .and_then(|()| out.flush())
+                    .err()
+            }
         }
     }
 }
