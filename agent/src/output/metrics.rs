@@ -1033,6 +1033,33 @@ mod tests {
     }
 
     #[test]
+    fn hostile_values_are_escaped_and_odd_durations_skipped() {
+        let m = Metrics::new(&MetricsConfig::default());
+        let mut v = established("10.1.1.1:1433");
+        v.tls.certificate = Some(certificate("CN=a\\b\n} 1\n# EOF", 0));
+        v.tls.alerts = vec![AlertFact {
+            from: Side::Server,
+            level: Some("fatal"),
+            description: Some("x\"y".into()),
+        }];
+        v.durations_ms = Durations {
+            prelogin: Some(f64::NAN),
+            tls_handshake: Some(-1.0),
+            login: Some(f64::INFINITY),
+            total: None,
+        };
+        m.observe(&v);
+        let text = m.encode();
+        assert!(text.contains(r#"subject="CN=a\\b\n} 1\n# EOF""#), "{text}");
+        assert!(text.contains(r#"description="x\"y""#), "{text}");
+        // One `# EOF`, at the end; every line is a comment or one sample.
+        assert_eq!(text.lines().filter(|l| *l == "# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        assert!(!text.contains("tds_stage_duration_seconds"), "{text}");
+        assert!(!text.contains("tds_handshake_duration_seconds"), "{text}");
+    }
+
+    #[test]
     fn run_counters_add_up() {
         let m = Metrics::new(&MetricsConfig::default());
         let run = RunSummary {
