@@ -1060,6 +1060,12 @@ mod tests {
     }
 
     #[test]
+    fn shareable_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Metrics>();
+    }
+
+    #[test]
     fn run_counters_add_up() {
         let m = Metrics::new(&MetricsConfig::default());
         let run = RunSummary {
