@@ -45,6 +45,7 @@ const ANALYZE_AFTER_HELP: &str = "Examples:
   tdswatch analyze sql.pcapng
   tdswatch analyze --port 14330 node1.pcap node2.pcap
   tdswatch analyze --format json sql.pcap > connections.jsonl
+  tdswatch analyze --format prometheus sql.pcap > sql.prom
 
 A capture on the SQL Server host that is enough for tdswatch (add the ports of named instances):
   tcpdump -i any -w sql.pcap 'tcp port 1433'
@@ -60,6 +61,9 @@ pub enum Format {
     Text,
     /// One JSON object per connection and line (JSON Lines), written as connections end.
     Json,
+    /// Prometheus metrics (OpenMetrics text) over the whole run, as the live agent would export
+    /// them after seeing the same packets.
+    Prometheus,
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +72,8 @@ pub struct AnalyzeArgs {
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
-    /// Output: a report to read (text), or one JSON object per connection (json).
+    /// Output: a report to read (text), one JSON object per connection (json), or the Prometheus
+    /// metrics of the whole run (prometheus, OpenMetrics text).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
     pub format: Format,
 
@@ -152,6 +157,12 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_format() {
+        let a = analyze(&["tdswatch", "analyze", "--format=prometheus", "a.pcap"]).expect("parses");
+        assert_eq!(a.format, Format::Prometheus);
+    }
+
+    #[test]
     fn file_is_required() {
         let e = analyze(&["tdswatch", "analyze"]).expect_err("no file");
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
@@ -162,6 +173,7 @@ mod tests {
     fn bad_values_are_usage_errors() {
         for args in [
             &["tdswatch", "analyze", "--format", "xml", "a.pcap"][..],
+            &["tdswatch", "analyze", "--format", "openmetrics", "a.pcap"][..],
             &["tdswatch", "analyze", "--port", "70000", "a.pcap"][..],
             &["tdswatch", "analyze", "--port", "0", "a.pcap"][..],
             &["tdswatch", "analyze", "--port", "sql", "a.pcap"][..],

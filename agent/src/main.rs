@@ -1,7 +1,7 @@
 //! The `tdswatch` command line: parses the arguments ([`cli`]), runs `analyze` over capture files
-//! (one fresh pipeline per file, one run summary) and writes the report or the JSON lines. Owns the
-//! process concerns: progress bar, exit status, error lines, a closed stdout. Knows nothing of the
-//! protocols: frames go into [`Pipeline`], verdicts come out.
+//! (one fresh pipeline per file, one run summary) and writes the report, the JSON lines or the
+//! Prometheus metrics. Owns the process concerns: progress bar, exit status, error lines, a closed
+//! stdout. Knows nothing of the protocols: frames go into [`Pipeline`], verdicts come out.
 
 mod cli;
 
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tdswatch::capture::file::FileSource;
 use tdswatch::capture::{CaptureError, Frame, FrameSource};
+use tdswatch::output::metrics::{Metrics, MetricsConfig};
 use tdswatch::output::{json, report::Report, RunSummary};
 use tdswatch::pipeline::Pipeline;
 use tdswatch::verdict::Verdict;
@@ -46,6 +47,10 @@ fn analyze(args: &AnalyzeArgs) -> ExitCode {
         Format::Text => Sink::Text {
             out,
             report: Box::default(),
+        },
+        Format::Prometheus => Sink::Prometheus {
+            out,
+            metrics: Box::new(Metrics::new(&MetricsConfig::default())),
         },
     };
     let run = run_files(
@@ -124,6 +129,11 @@ enum Sink<W: Write> {
         out: W,
         report: Box<Report>,
     },
+    /// Every verdict observed, the families written once at the end.
+    Prometheus {
+        out: W,
+        metrics: Box<Metrics>,
+    },
 }
 
 impl<W: Write> Sink<W> {
@@ -137,6 +147,7 @@ impl<W: Write> Sink<W> {
                 }
             }
             Sink::Text { report, .. } => report.add(&v),
+            Sink::Prometheus { metrics, .. } => metrics.observe(&v),
         }
     }
 
@@ -153,6 +164,12 @@ impl<W: Write> Sink<W> {
                 None => out.flush().err(),
             },
             Sink::Text { mut out, report } => report.render(&mut out, summary).err(),
+            Sink::Prometheus { mut out, metrics } => {
+                metrics.observe_run(summary);
+                out.write_all(metrics.encode().as_bytes())
+                    .and_then(|()| out.flush())
+                    .err()
+            }
         }
     }
 }
@@ -529,6 +546,49 @@ mod tests {
                 io::Error::from(io::ErrorKind::NotFound)
             )
         );
+    }
+
+    #[test]
+    fn prometheus_counts_every_file_and_is_written_once_at_the_end() {
+        let files = paths(&["a.pcap", "b.pcap"]);
+        let mut out = Vec::new();
+        let mut sink = Sink::Prometheus {
+            out: &mut out,
+            metrics: Box::new(Metrics::new(&MetricsConfig::default())),
+        };
+        let run = run_files(
+            &files,
+            opener(&[("a.pcap", 4, false), ("b.pcap", 2, true)]),
+            FakePipeline::default,
+            &mut sink,
+            false,
+        );
+        assert_eq!(run.problems.len(), 1);
+        assert!(sink.finish(&run.summary).is_none());
+        let text = String::from_utf8(out).expect("UTF-8");
+        let srv = r#"server="10.0.0.5:1433""#;
+        for line in [
+            format!(r#"tds_connections_total{{{srv},encryption="none",outcome="established"}} 6"#),
+            format!(r#"tds_connections_total{{{srv},encryption="none",outcome="unknown"}} 2"#),
+            "tdswatch_frames_total 6".to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| *l == "# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn prometheus_into_a_closed_stdout_gives_the_error() {
+        let sink = Sink::Prometheus {
+            out: ClosedAfter {
+                room: 10,
+                written: 0,
+            },
+            metrics: Box::new(Metrics::new(&MetricsConfig::default())),
+        };
+        let e = sink.finish(&RunSummary::default()).expect("an error");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]

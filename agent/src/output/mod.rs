@@ -1,8 +1,9 @@
-//! Outputs: render verdicts for people and machines: the `analyze` report, JSON lines, and (with the
-//! live agent) Prometheus families and the event log. Everything here starts from [`Verdict`]
-//! records and run counters; nothing here parses bytes.
+//! Outputs: render verdicts for people and machines: the `analyze` report, JSON lines, Prometheus
+//! families (`analyze --format prometheus`, and the live agent) and (with the live agent) the event
+//! log. Everything here starts from [`Verdict`] records and run counters; nothing here parses bytes.
 
 pub mod json;
+pub mod metrics;
 pub mod report;
 
 /// Counters of a whole run, shown under the report (what was read, what was skipped and why).
