@@ -28,12 +28,38 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    #[serde(deserialize_with = "null_is_default")]
     pub web: Web,
+    #[serde(deserialize_with = "null_is_default")]
     pub log: Log,
+    #[serde(deserialize_with = "null_is_default")]
     pub capture: Capture,
+    #[serde(deserialize_with = "null_is_default")]
     pub limits: LimitSettings,
+    #[serde(deserialize_with = "null_is_default")]
     pub metrics: Metrics,
+    #[serde(deserialize_with = "null_is_default")]
     pub event_log: EventLog,
+}
+
+/// A section left empty (`web:` with every key commented out) holds the defaults.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// At least one port: with none, nothing would be watched.
+fn non_empty_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Port>, D::Error> {
+    let ports = Vec::<Port>::deserialize(d)?;
+    if ports.is_empty() {
+        return Err(de::Error::custom(
+            "at least one port is needed (SQL Server's default is 1433)",
+        ));
+    }
+    Ok(ports)
 }
 
 /// Where the metrics are served.
@@ -114,7 +140,8 @@ impl fmt::Display for LogFormat {
 pub struct Capture {
     /// Interfaces to capture on; empty means every interface that is up (and those that come up).
     pub interfaces: Vec<Interface>,
-    /// TCP ports SQL Server listens on.
+    /// TCP ports SQL Server listens on (at least one).
+    #[serde(deserialize_with = "non_empty_ports")]
     pub ports: Vec<Port>,
     /// Kernel ring buffer per interface.
     pub buffer_bytes: ByteSize,
@@ -245,10 +272,14 @@ impl Settings {
 
     /// What the pipeline needs: the ports (each once, in the order given) and the limits.
     pub fn pipeline_config(&self) -> Config {
+        let mut seen = vec![false; usize::from(u16::MAX) + 1];
         let mut ports = Vec::with_capacity(self.capture.ports.len());
         for p in &self.capture.ports {
-            if !ports.contains(&p.0) {
-                ports.push(p.0);
+            if let Some(s) = seen.get_mut(usize::from(p.0)) {
+                if !*s {
+                    *s = true;
+                    ports.push(p.0);
+                }
             }
         }
         Config {
@@ -724,9 +755,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
                 "{t:?} is not a size: use a whole number of a smaller unit (1536MiB, not 1.5GiB)"
             ))
         }
-        u => return Err(format!(
+        u => {
+            return Err(format!(
             "{t:?} is not a size: unknown unit {u:?} (use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB)"
-        )),
+        ))
+        }
     };
     digits
         .parse::<u64>()
