@@ -214,6 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn check_config_takes_one_file() {
+        let cli = Cli::try_parse_from(["tdswatch", "check-config", "t.yaml"]).expect("parses");
+        match cli.command {
+            Command::CheckConfig(a) => assert_eq!(a.file, PathBuf::from("t.yaml")),
+            Command::Analyze(_) => panic!("not check-config"),
+        }
+        for args in [
+            &["tdswatch", "check-config"][..],
+            &["tdswatch", "check-config", "a.yaml", "b.yaml"][..],
+        ] {
+            let e = Cli::try_parse_from(args).expect_err("refused");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
