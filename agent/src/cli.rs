@@ -30,6 +30,24 @@ pub enum Command {
     /// Read capture files (pcap, pcapng) and report on every SQL Server connection in them.
     #[command(long_about = ANALYZE_ABOUT, after_help = ANALYZE_AFTER_HELP)]
     Analyze(AnalyzeArgs),
+
+    /// Check a configuration file: prints "FILE: OK" and the effective settings, or the mistake with
+    /// its line and column.
+    #[command(after_help = CHECK_CONFIG_AFTER_HELP)]
+    CheckConfig(CheckConfigArgs),
+}
+
+const CHECK_CONFIG_AFTER_HELP: &str = "Example:
+  tdswatch check-config /etc/tdswatch/tdswatch.yaml
+
+Exit status: 0 when the file is valid; 1 when it cannot be read or holds a mistake (an unknown \
+key, a bad value); 2 for a mistake on the command line.";
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The YAML configuration file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 const ANALYZE_ABOUT: &str =
@@ -117,6 +135,7 @@ mod tests {
         let cli = Cli::try_parse_from(args)?;
         match cli.command {
             Command::Analyze(a) => Ok(a),
+            Command::CheckConfig(_) => panic!("not analyze"),
         }
     }
 
@@ -204,6 +223,22 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("--port <PORT>"), "{text}");
         assert!(text.contains("Exit status"), "{text}");
+    }
+
+    #[test]
+    fn check_config_takes_one_file() {
+        let cli = Cli::try_parse_from(["tdswatch", "check-config", "t.yaml"]).expect("parses");
+        match cli.command {
+            Command::CheckConfig(a) => assert_eq!(a.file, PathBuf::from("t.yaml")),
+            Command::Analyze(_) => panic!("not check-config"),
+        }
+        for args in [
+            &["tdswatch", "check-config"][..],
+            &["tdswatch", "check-config", "a.yaml", "b.yaml"][..],
+        ] {
+            let e = Cli::try_parse_from(args).expect_err("refused");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod handshake;
 pub mod output;
 pub mod pipeline;
+pub mod settings;
 pub mod tds;
 pub mod tls;
 pub mod verdict;

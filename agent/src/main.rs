@@ -17,6 +17,7 @@ use tdswatch::capture::{CaptureError, Frame, FrameSource};
 use tdswatch::output::metrics::{Metrics, MetricsConfig};
 use tdswatch::output::{json, report::Report, RunSummary};
 use tdswatch::pipeline::Pipeline;
+use tdswatch::settings::Settings;
 use tdswatch::verdict::Verdict;
 
 fn main() -> ExitCode {
@@ -24,6 +25,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze(&args),
+        Command::CheckConfig(args) => check_config(&args.file),
+    }
+}
+
+/// `check-config`: "FILE: OK" and the effective settings on stdout (status 0), or the mistake with
+/// its line and column on stderr (status 1).
+fn check_config(file: &Path) -> ExitCode {
+    match Settings::load(file) {
+        Ok(settings) => {
+            let mut out = io::stdout().lock();
+            match writeln!(out, "{}: OK\n{}", file.display(), settings.summary()) {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                    let _ = writeln!(io::stderr(), "tdswatch: standard output: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "tdswatch: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
