@@ -15,7 +15,7 @@ fi
 # System packages: the TLS stack for the test tools, libpcap, and tshark/capinfos for the
 # generator's own checks. Installed only when missing.
 need=()
-for pkg in build-essential pkg-config libssl-dev libpcap-dev tshark; do
+for pkg in build-essential pkg-config libssl-dev libpcap-dev tshark iproute2; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -103,7 +103,7 @@ pub enum CaptureError {
     Truncated { path: String, offset: u64 },
     #[error(
         "cannot capture on {interface}: permission denied (capturing needs the CAP_NET_RAW and \
-         CAP_NET_ADMIN capabilities, or root): {detail}"
+         CAP_NET_ADMIN capabilities): {detail}"
     )]
     Permission { interface: String, detail: String },
 }
