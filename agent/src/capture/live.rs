@@ -26,6 +26,10 @@ const READ_TIMEOUT_MS: i32 = 100;
 /// Frames read from one interface in a row before the others get their turn.
 const BURST: u32 = 256;
 
+/// How long an interface that failed to open is left alone before it is tried again (an interface
+/// whose link type the filter cannot serve would otherwise get a fresh ring every scan).
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30);
+
 /// Interface names remembered (with their numbers) beyond the open ones, so a veth that flaps keeps
 /// its number; past this, forgotten names are pruned.
 const MAX_REMEMBERED_NAMES: usize = 4096;
@@ -152,9 +156,12 @@ pub struct LiveSource {
     cursor: usize,
     burst: u32,
     next_rescan: Instant,
+    /// Interfaces that failed to open during a scan, and when.
+    failed: HashMap<String, Instant>,
     stop: StopHandle,
     woken: UnixStream,
     current: Current,
+    pollfds: Vec<libc::pollfd>,
 }
 
 impl LiveSource {
@@ -181,12 +188,14 @@ impl LiveSource {
             cursor: 0,
             burst: 0,
             next_rescan: Instant::now() + RESCAN_EVERY,
+            failed: HashMap::new(),
             stop: StopHandle(Arc::new(StopInner {
                 stopped: AtomicBool::new(false),
                 wake,
             })),
             woken,
             current: Current::default(),
+            pollfds: Vec::new(),
         };
         match &cfg.interfaces {
             Some(list) => {
@@ -264,7 +273,10 @@ impl LiveSource {
     /// Opens handles for interfaces that appeared (or, for a fixed list, came back) and drops the
     /// ones that are gone or down.
     fn rescan(&mut self) {
-        self.next_rescan = Instant::now() + RESCAN_EVERY;
+        let now = Instant::now();
+        self.next_rescan = now + RESCAN_EVERY;
+        self.failed
+            .retain(|_, at| now.saturating_duration_since(*at) < RETRY_FAILED_AFTER);
         let wanted: Vec<String> = match &self.cfg.interfaces {
             Some(list) => list.clone(),
             None => match up_interfaces() {
@@ -276,9 +288,11 @@ impl LiveSource {
             },
         };
         for name in wanted {
-            if !self.is_open(&name) {
-                // Failure is retried at the next scan.
-                let _ = self.add(&name);
+            if !self.is_open(&name) && !self.failed.contains_key(&name) {
+                // A listed interface is retried every scan; a discovered one backs off.
+                if self.add(&name).is_err() && self.cfg.interfaces.is_none() {
+                    self.failed.insert(name, now);
+                }
             }
         }
         self.cursor = 0;
@@ -346,7 +360,8 @@ impl LiveSource {
             .as_millis()
             .min(1000);
         let timeout = i32::try_from(timeout).unwrap_or(1000);
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.handles.len() + 1);
+        let fds = &mut self.pollfds;
+        fds.clear();
         fds.push(pollfd(self.woken.as_raw_fd()));
         for h in &self.handles {
             let fd = h.cap.borrow().as_raw_fd();
@@ -366,7 +381,7 @@ impl LiveSource {
                 });
             }
         }
-        if fds.first().is_some_and(|f| f.revents != 0) {
+        if self.pollfds.first().is_some_and(|f| f.revents != 0) {
             let mut buf = [0u8; 64];
             while matches!((&self.woken).read(&mut buf), Ok(n) if n > 0) {}
         }
@@ -516,6 +531,42 @@ mod tests {
             dead.compile(&bpf_filter(&[1433, 2000], vlan), true)
                 .expect("filter compiles");
         }
+    }
+
+    /// Ethernet, optionally one 802.1Q tag, IPv4, TCP from port 50000 to `port` (no checksums: the
+    /// filter does not look at them).
+    fn tcp_frame(vlan: bool, port: u16) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        if vlan {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        }
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        f.extend_from_slice(&50000u16.to_be_bytes());
+        f.extend_from_slice(&port.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn filter_passes_the_ports_plain_and_vlan_tagged_and_nothing_else() {
+        let dead = Capture::dead(pcap::Linktype::ETHERNET).expect("dead handle");
+        let prog = dead
+            .compile(&bpf_filter(&[1433, 14330], true), true)
+            .expect("filter compiles");
+        for vlan in [false, true] {
+            assert!(prog.filter(&tcp_frame(vlan, 1433)), "vlan {vlan}");
+            assert!(prog.filter(&tcp_frame(vlan, 14330)), "vlan {vlan}");
+            assert!(!prog.filter(&tcp_frame(vlan, 80)), "vlan {vlan}");
+        }
+    }
+
+    #[test]
+    fn a_source_can_move_to_a_capture_thread() {
+        fn send<T: Send>() {}
+        send::<LiveSource>();
+        send::<StopHandle>();
     }
 
     #[test]
