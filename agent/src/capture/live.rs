@@ -385,6 +385,28 @@ impl LiveSource {
             let mut buf = [0u8; 64];
             while matches!((&self.woken).read(&mut buf), Ok(n) if n > 0) {}
         }
+        // An error or hang-up on a ring with nothing to read (the interface went down or
+        // vanished): release it rather than spin; the next scan reopens it if it comes back.
+        let dead: Vec<usize> = self
+            .pollfds
+            .iter()
+            .skip(1)
+            .enumerate()
+            .filter(|(_, f)| {
+                f.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+                    && f.revents & libc::POLLIN == 0
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for &i in dead.iter().rev() {
+            if i < self.handles.len() {
+                self.handles.remove(i);
+            }
+        }
+        if !dead.is_empty() {
+            self.cursor = 0;
+            self.burst = 0;
+        }
         Ok(())
     }
 }
