@@ -485,3 +485,84 @@ fn missing_capability_is_named() {
     assert!(line.contains("CAP_NET_RAW"), "{line}");
     assert!(line.contains("lo"), "{line}");
 }
+
+/// A listed interface that vanishes does not end the capture; when it comes back it is reopened
+/// under the same number.
+#[test]
+fn a_listed_interface_that_returns_is_reopened_with_its_number() {
+    require_root();
+    let mut ns = Namespaces::default();
+    let (n, peer) = (ns.add("n"), ns.add("p"));
+    let (veth_n, veth_peer) = veth(&n, &peer, 80);
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (frame_tx, frame_rx) = mpsc::channel::<u32>();
+    let listed = veth_n.clone();
+    let capture = in_netns(&n, move || {
+        let cfg = LiveConfig {
+            interfaces: Some(vec![listed]),
+            ..LiveConfig::default()
+        };
+        let mut source = LiveSource::open(&cfg).expect("open the listed veth");
+        let _ = ready_tx.send(source.stop_handle());
+        let mut frames = 0u64;
+        while let Some(frame) = source.next_frame().expect("next_frame") {
+            frames += 1;
+            let _ = frame_tx.send(frame.interface);
+        }
+        frames
+    });
+    let stop = ready_rx
+        .recv_timeout(STEP)
+        .expect("the source did not open");
+
+    // SYNs to the peer (nothing listens there: RSTs come back), while the veth exists.
+    let running = Arc::new(AtomicBool::new(true));
+    let keep = Arc::clone(&running);
+    let traffic = in_netns(&n, move || {
+        let target: SocketAddr = "10.80.0.2:1433".parse().expect("address");
+        while keep.load(Ordering::SeqCst) {
+            let _ = TcpStream::connect_timeout(&target, Duration::from_millis(100));
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+
+    let first = frame_rx
+        .recv_timeout(STEP)
+        .expect("no frame from the listed veth");
+    ip(&["-n", &n, "link", "del", &veth_n]);
+    // Past a rescan: the vanished interface must not have ended the capture.
+    thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !capture.is_finished(),
+        "the capture ended when its interface vanished"
+    );
+    while frame_rx.try_recv().is_ok() {}
+
+    ip(&[
+        "link", "add", &veth_n, "netns", &n, "type", "veth", "peer", "name", &veth_peer, "netns",
+        &peer,
+    ]);
+    for (ns_name, ifname, host) in [(&n, &veth_n, 1), (&peer, &veth_peer, 2)] {
+        ip(&[
+            "-n",
+            ns_name,
+            "addr",
+            "add",
+            &format!("10.80.0.{host}/24"),
+            "dev",
+            ifname,
+        ]);
+        ip(&["-n", ns_name, "link", "set", ifname, "up"]);
+    }
+    let again = frame_rx
+        .recv_timeout(STEP)
+        .expect("no frame after the listed veth came back");
+    assert_eq!(again, first, "the interface number changed");
+
+    running.store(false, Ordering::SeqCst);
+    join(traffic, "the traffic thread", STEP);
+    stop.stop();
+    let frames = join(capture, "the capture", STEP);
+    assert!(frames >= 4, "only {frames} frames");
+}
