@@ -313,7 +313,7 @@ fn stop_ends_next_frame_promptly_and_counters_are_readable() {
         .expect("connect");
         drop(conn);
         drop(listener);
-        let _ = ready_tx.send(source.stop_handle());
+        let _ = ready_tx.send((source.stop_handle(), source.stats_handle()));
         let mut frames = 0u64;
         while source.next_frame().expect("next_frame").is_some() {
             frames += 1;
@@ -321,10 +321,24 @@ fn stop_ends_next_frame_promptly_and_counters_are_readable() {
         let _ = done_tx.send(Instant::now());
         (frames, source.stats())
     });
-    let stop = ready_rx
+    let (stop, shared) = ready_rx
         .recv_timeout(STEP)
         .expect("the source did not open");
-    thread::sleep(Duration::from_millis(700));
+    // The counters reach other threads while the capture thread waits for frames.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let now = shared.get();
+        if now.len() == 1 && now[0].received >= 3 {
+            assert_eq!(now[0].name, "lo");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shared counters never showed the frames: {now:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();
     stop.stop();
     let returned = done_rx

@@ -13,11 +13,14 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often the interface set is re-scanned (new veths opened, vanished ones dropped).
 pub const RESCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// How often the counters behind a [`StatsHandle`] are refreshed, frames or not.
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// libpcap read timeout: on TPACKET_V3 the kernel hands over a ring block at the latest this long
 /// after its first frame, so it bounds how late a quiet interface's frames arrive.
@@ -96,6 +99,24 @@ impl StopHandle {
     }
 }
 
+/// The latest per-interface counters, readable from any thread (a metrics server) while the capture
+/// thread waits in `next_frame`. Refreshed at least every [`STATS_EVERY`].
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle(Arc<Mutex<Vec<InterfaceStats>>>);
+
+impl StatsHandle {
+    pub fn get(&self) -> Vec<InterfaceStats> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, stats: Vec<InterfaceStats>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = stats;
+    }
+}
+
 /// Counters as libpcap last reported them (32 bits, wrapping) and their widened totals.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
@@ -156,6 +177,8 @@ pub struct LiveSource {
     cursor: usize,
     burst: u32,
     next_rescan: Instant,
+    shared_stats: StatsHandle,
+    next_stats: Instant,
     /// Interfaces that failed to open during a scan, and when.
     failed: HashMap<String, Instant>,
     stop: StopHandle,
@@ -188,6 +211,8 @@ impl LiveSource {
             cursor: 0,
             burst: 0,
             next_rescan: Instant::now() + RESCAN_EVERY,
+            shared_stats: StatsHandle::default(),
+            next_stats: Instant::now(),
             failed: HashMap::new(),
             stop: StopHandle(Arc::new(StopInner {
                 stopped: AtomicBool::new(false),
@@ -214,12 +239,16 @@ impl LiveSource {
                         Ok(()) => {}
                         // Lacking the capability fails everywhere: say so now.
                         Err(e @ CaptureError::Permission { .. }) => return Err(e),
-                        // It vanished between the listing and the open: the next scan decides.
-                        Err(_) => {}
+                        // It vanished between the listing and the open, or cannot be served:
+                        // left alone for a while.
+                        Err(_) => {
+                            source.failed.insert(name, Instant::now());
+                        }
                     }
                 }
             }
         }
+        source.publish_stats();
         Ok(source)
     }
 
@@ -228,9 +257,22 @@ impl LiveSource {
         self.stop.clone()
     }
 
-    /// Kernel counters of every interface open now.
+    /// Kernel counters of every interface open now (read fresh, and published to the
+    /// [`StatsHandle`]).
     pub fn stats(&self) -> Vec<InterfaceStats> {
-        self.handles.iter().map(Handle::stats).collect()
+        let stats: Vec<InterfaceStats> = self.handles.iter().map(Handle::stats).collect();
+        self.shared_stats.set(stats.clone());
+        stats
+    }
+
+    /// A handle other threads read the counters from while this source captures.
+    pub fn stats_handle(&self) -> StatsHandle {
+        self.shared_stats.clone()
+    }
+
+    fn publish_stats(&mut self) {
+        self.next_stats = Instant::now() + STATS_EVERY;
+        let _ = self.stats();
     }
 
     /// Names of the interfaces open now.
@@ -356,6 +398,7 @@ impl LiveSource {
     fn wait(&mut self) -> Result<(), CaptureError> {
         let timeout = self
             .next_rescan
+            .min(self.next_stats)
             .saturating_duration_since(Instant::now())
             .as_millis()
             .min(1000);
@@ -417,8 +460,12 @@ impl FrameSource for LiveSource {
             if self.stop.is_stopped() {
                 return Ok(None);
             }
-            if Instant::now() >= self.next_rescan {
+            let now = Instant::now();
+            if now >= self.next_rescan {
                 self.rescan();
+            }
+            if now >= self.next_stats {
+                self.publish_stats();
             }
             if self.read_one() {
                 let cur = &self.current;
@@ -589,6 +636,9 @@ mod tests {
         fn send<T: Send>() {}
         send::<LiveSource>();
         send::<StopHandle>();
+        send::<StatsHandle>();
+        fn sync<T: Sync>() {}
+        sync::<StatsHandle>();
     }
 
     #[test]
