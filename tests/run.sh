@@ -13,9 +13,10 @@ if [ ! -d "$shared" ]; then
 fi
 
 # System packages: a C toolchain and the TLS stack for the test tools (tdsgen's real OpenSSL
-# handshakes), libpcap for live capture, and prometheus for promtool. Installed only when missing.
+# handshakes), libpcap and iproute2 for live capture and its network-namespace tests, and
+# prometheus for promtool. Installed only when missing.
 need=()
-for pkg in build-essential pkg-config libssl-dev libpcap-dev prometheus; do
+for pkg in build-essential pkg-config libssl-dev libpcap-dev iproute2 prometheus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

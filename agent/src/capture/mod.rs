@@ -3,6 +3,7 @@
 //! kernel-filtered eBPF source implement. Knows nothing of IP, TCP or TDS.
 
 pub mod file;
+pub mod live;
 
 use std::fmt;
 
@@ -100,6 +101,11 @@ pub enum CaptureError {
     },
     #[error("{path}: file ends in the middle of a record at byte {offset}")]
     Truncated { path: String, offset: u64 },
+    #[error(
+        "cannot capture on {interface}: permission denied (capturing needs the CAP_NET_RAW and \
+         CAP_NET_ADMIN capabilities): {detail}"
+    )]
+    Permission { interface: String, detail: String },
 }
 
 /// A source of frames. Lending: a frame borrows the source until the next call.
