@@ -27,6 +27,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent: capture SQL Server traffic on this host and serve Prometheus metrics.
+    #[command(long_about = RUN_ABOUT)]
+    Run(RunArgs),
+
     /// Read capture files (pcap, pcapng) and report on every SQL Server connection in them.
     #[command(long_about = ANALYZE_ABOUT, after_help = ANALYZE_AFTER_HELP)]
     Analyze(AnalyzeArgs),
@@ -35,6 +39,22 @@ pub enum Command {
     /// its line and column.
     #[command(after_help = CHECK_CONFIG_AFTER_HELP)]
     CheckConfig(CheckConfigArgs),
+}
+
+const RUN_ABOUT: &str =
+    "Captures SQL Server traffic on this host's interfaces (every up interface by \
+default, picking up new ones as they appear), gives every connection its verdict, and serves the \
+counts as Prometheus metrics on http://ADDRESS/metrics, with /-/healthy and /-/ready. Needs the \
+CAP_NET_RAW and CAP_NET_ADMIN capabilities (or root). SIGTERM or SIGINT stops it cleanly.
+
+Example:
+  sudo tdswatch run --web.listen-address=:9433
+  curl -s localhost:9433/metrics | grep tds_connections_total";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub flags: tdswatch::settings::RunFlags,
 }
 
 const CHECK_CONFIG_AFTER_HELP: &str = "Example:
@@ -135,7 +155,7 @@ mod tests {
         let cli = Cli::try_parse_from(args)?;
         match cli.command {
             Command::Analyze(a) => Ok(a),
-            Command::CheckConfig(_) => panic!("not analyze"),
+            other => panic!("not analyze: {other:?}"),
         }
     }
 
@@ -226,11 +246,33 @@ mod tests {
     }
 
     #[test]
+    fn run_takes_the_exporter_flags() {
+        let cli = Cli::try_parse_from([
+            "tdswatch",
+            "run",
+            "--web.listen-address=:9500",
+            "--log.level=debug",
+            "--log.format=json",
+            "--config.file=/etc/tdswatch.yaml",
+        ])
+        .expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            run.flags.config_file,
+            Some(PathBuf::from("/etc/tdswatch.yaml"))
+        );
+        assert_eq!(run.flags.web_listen_address.map(|a| a.0.port()), Some(9500));
+        assert!(Cli::try_parse_from(["tdswatch", "run", "--web.listen-address=nowhere"]).is_err());
+    }
+
+    #[test]
     fn check_config_takes_one_file() {
         let cli = Cli::try_parse_from(["tdswatch", "check-config", "t.yaml"]).expect("parses");
         match cli.command {
             Command::CheckConfig(a) => assert_eq!(a.file, PathBuf::from("t.yaml")),
-            Command::Analyze(_) => panic!("not check-config"),
+            other => panic!("not check-config: {other:?}"),
         }
         for args in [
             &["tdswatch", "check-config"][..],

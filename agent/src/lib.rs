@@ -6,6 +6,7 @@
 //! [`pipeline`] wires the stages together; it runs the same under `analyze` (a file, one thread) and
 //! under the live agent.
 
+pub mod agent;
 pub mod capture;
 pub mod config;
 pub mod conntrack;

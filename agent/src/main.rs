@@ -24,8 +24,28 @@ fn main() -> ExitCode {
     // Usage errors exit with status 2, --help and --version with 0 (clap).
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run(&args),
         Command::Analyze(args) => analyze(&args),
         Command::CheckConfig(args) => check_config(&args.file),
+    }
+}
+
+/// `run`: the live agent until SIGTERM/SIGINT (status 0); a bad setting, a missing capability or a
+/// port already taken is one line on stderr (status 1).
+fn run(args: &cli::RunArgs) -> ExitCode {
+    let settings = match args.flags.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "tdswatch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tdswatch::agent::run(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "tdswatch: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -232,6 +232,17 @@ impl Pipeline {
         }
     }
 
+    /// The clock moved on with no packet (a quiet live capture): connections idle past their
+    /// timeout end. `now` is wall-clock time; it never moves the pipeline's time backwards.
+    pub fn tick(&mut self, now: Timestamp, out: &mut dyn FnMut(Verdict)) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.last_expire = self.now;
+        self.table.expire(self.now, &mut self.ended);
+        self.emit(out);
+    }
+
     /// End of input: every connection still open gets its verdict (outcome `unknown`).
     pub fn finish(&mut self, out: &mut dyn FnMut(Verdict)) {
         self.table.expire(self.now, &mut self.ended);

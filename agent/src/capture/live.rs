@@ -456,9 +456,46 @@ impl LiveSource {
 
 impl FrameSource for LiveSource {
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        match self.advance(None)? {
+            Ready::Frame => Ok(Some(self.current_frame())),
+            Ready::Stopped | Ready::Idle => Ok(None),
+        }
+    }
+}
+
+/// What [`LiveSource::next_event`] found.
+pub enum Next<'a> {
+    Frame(Frame<'a>),
+    /// No frame for the idle period: the caller's timers can run.
+    Idle,
+    /// [`StopHandle::stop`] was called.
+    Stopped,
+}
+
+/// Where [`LiveSource::advance`] stopped (the frame itself waits in `current`).
+enum Ready {
+    Frame,
+    Idle,
+    Stopped,
+}
+
+impl LiveSource {
+    /// Like [`FrameSource::next_frame`], but comes back with [`Next::Idle`] when no frame arrived for
+    /// about `idle` (at most one poll period more), so that a quiet host still gets its idle
+    /// connections expired and its counters published.
+    pub fn next_event(&mut self, idle: Duration) -> Result<Next<'_>, CaptureError> {
+        Ok(match self.advance(Some(Instant::now() + idle))? {
+            Ready::Frame => Next::Frame(self.current_frame()),
+            Ready::Idle => Next::Idle,
+            Ready::Stopped => Next::Stopped,
+        })
+    }
+
+    /// Waits for the next frame (into `current`), the stop, or the deadline.
+    fn advance(&mut self, deadline: Option<Instant>) -> Result<Ready, CaptureError> {
         loop {
             if self.stop.is_stopped() {
-                return Ok(None);
+                return Ok(Ready::Stopped);
             }
             let now = Instant::now();
             if now >= self.next_rescan {
@@ -468,16 +505,23 @@ impl FrameSource for LiveSource {
                 self.publish_stats();
             }
             if self.read_one() {
-                let cur = &self.current;
-                return Ok(Some(Frame {
-                    ts: cur.ts,
-                    link: cur.link.unwrap_or(LinkType::Unsupported(u32::MAX)),
-                    data: &cur.data,
-                    wire_len: cur.wire_len,
-                    interface: cur.interface,
-                }));
+                return Ok(Ready::Frame);
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Ready::Idle);
             }
             self.wait()?;
+        }
+    }
+
+    fn current_frame(&self) -> Frame<'_> {
+        let cur = &self.current;
+        Frame {
+            ts: cur.ts,
+            link: cur.link.unwrap_or(LinkType::Unsupported(u32::MAX)),
+            data: &cur.data,
+            wire_len: cur.wire_len,
+            interface: cur.interface,
         }
     }
 }

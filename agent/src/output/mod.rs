@@ -24,3 +24,23 @@ pub struct RunSummary {
     pub first_ts: Option<crate::capture::Timestamp>,
     pub last_ts: Option<crate::capture::Timestamp>,
 }
+
+impl RunSummary {
+    /// The counts added since `earlier` (a live agent publishes its counters as they grow).
+    pub fn since(&self, earlier: &RunSummary) -> RunSummary {
+        RunSummary {
+            files: Vec::new(),
+            frames: self.frames.saturating_sub(earlier.frames),
+            tcp_segments: self.tcp_segments.saturating_sub(earlier.tcp_segments),
+            not_tcp: self.not_tcp.saturating_sub(earlier.not_tcp),
+            decode_errors: self.decode_errors.saturating_sub(earlier.decode_errors),
+            duplicates: self.duplicates.saturating_sub(earlier.duplicates),
+            retransmissions: self.retransmissions.saturating_sub(earlier.retransmissions),
+            gaps: self.gaps.saturating_sub(earlier.gaps),
+            non_tds_flows: self.non_tds_flows.saturating_sub(earlier.non_tds_flows),
+            evicted: self.evicted.saturating_sub(earlier.evicted),
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+        }
+    }
+}
