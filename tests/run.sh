@@ -13,9 +13,10 @@ if [ ! -d "$shared" ]; then
 fi
 
 # System packages: the TLS stack for the test tools, libpcap, and tshark/capinfos for the
-# generator's own checks. Installed only when missing.
+# generator's own checks; FreeTDS tsql and tcpdump for the responder's live test. Installed only
+# when missing.
 need=()
-for pkg in build-essential pkg-config libssl-dev libpcap-dev tshark; do
+for pkg in build-essential pkg-config libssl-dev libpcap-dev tshark freetds-bin tcpdump; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
