@@ -8,7 +8,7 @@ use openssl::dh::Dh;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::ssl::{AlpnError, SslContext, SslMethod, SslVersion};
+use openssl::ssl::{AlpnError, SslContext, SslMethod, SslOptions, SslVersion};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use serde::Deserialize;
 use std::error::Error;
@@ -240,8 +240,9 @@ pub struct Tls {
 
 impl Config {
     /// Builds the OpenSSL server context: version bounds, suites, DH parameters, certificate,
-    /// no session tickets (a ticket written after the handshake would be wrapped in a PRELOGIN
-    /// packet that clients no longer expect), ALPN `tds/8.0` selected in strict mode.
+    /// no session tickets (SQL Server sends none, and a TLS 1.3 ticket written after the handshake
+    /// would be wrapped in a PRELOGIN packet that clients no longer expect), ALPN `tds/8.0`
+    /// selected in strict mode.
     pub fn tls(&self) -> Result<Tls> {
         let mut b = SslContext::builder(SslMethod::tls_server())?;
         b.set_security_level(0);
@@ -271,6 +272,7 @@ impl Config {
         b.set_private_key(&key)?;
         b.check_private_key()?;
         b.set_num_tickets(0)?;
+        b.set_options(SslOptions::NO_TICKET);
         if self.strict {
             b.set_alpn_select_callback(|_, client| {
                 openssl::ssl::select_next_proto(b"\x07tds/8.0", client).ok_or(AlpnError::NOACK)

@@ -91,14 +91,23 @@ impl fmt::Display for ConnLog {
 pub struct Shared {
     pub config: Config,
     pub context: SslContext,
+    /// No connection lives past this: the login phase closes (FIN) when it passes.
+    pub deadline: Option<Instant>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Result<Shared> {
         let context = config.tls()?.context;
-        Ok(Shared { config, context })
+        Ok(Shared {
+            config,
+            context,
+            deadline: None,
+        })
     }
 }
+
+/// Connections served at the same time, at most; more wait in the listen backlog.
+const MAX_CONCURRENT: usize = 512;
 
 /// A read/write stream the login phase runs on: the bare socket or the TLS stream.
 trait Rw: Read + Write {}
@@ -471,6 +480,10 @@ fn login_phase(
         tcp.set_read_timeout(Some(Duration::from_millis(ms.max(1))))?;
     }
     loop {
+        if sh.deadline.is_some_and(|d| Instant::now() >= d) {
+            wire::fin_and_drain(tcp, LINGER);
+            return Ok("run time over: server closed".into());
+        }
         let msg = match wire::read_message(s) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok("client closed".into()),
@@ -517,24 +530,31 @@ pub struct Limits {
 
 /// Accepts connections until a limit is reached, one thread each, and waits for them to end.
 /// `on_log` gets one line per connection.
+/// Every connection is closed by the responder at the latest one read timeout after the end.
 pub fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    mut shared: Shared,
     limits: Limits,
     on_log: Arc<dyn Fn(&ConnLog) + Send + Sync>,
 ) -> io::Result<u64> {
     listener.set_nonblocking(true)?;
     let end = Instant::now() + Duration::from_secs(limits.max_seconds);
-    let mut threads = Vec::new();
+    shared.deadline = Some(end + Duration::from_millis(shared.config.io_timeout_ms));
+    let shared = Arc::new(shared);
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let mut n = 0u64;
     while Instant::now() < end && limits.max_connections.is_none_or(|m| n < m) {
+        threads.retain(|t| !t.is_finished());
+        if threads.len() >= MAX_CONCURRENT {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         match listener.accept() {
             Ok((tcp, _)) => {
                 tcp.set_nonblocking(false)?;
                 n += 1;
                 let (sh, cb, id) = (Arc::clone(&shared), Arc::clone(&on_log), n);
                 threads.push(std::thread::spawn(move || cb(&handle(tcp, &sh, id))));
-                threads.retain(|t| !t.is_finished());
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(5))

@@ -101,7 +101,7 @@ fn config(a: &Args) -> Result<Config, Box<dyn std::error::Error>> {
 }
 
 fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let shared = Arc::new(Shared::new(config(&a)?).map_err(|e| e.to_string())?);
+    let shared = Shared::new(config(&a)?).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(&a.listen)?;
     println!("listening on {}", listener.local_addr()?);
     std::io::stdout().flush()?;

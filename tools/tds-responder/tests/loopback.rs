@@ -23,7 +23,7 @@ struct Server {
 
 impl Server {
     fn start(config: Config, connections: u64) -> Server {
-        let shared = Arc::new(Shared::new(config).expect("tls context"));
+        let shared = Shared::new(config).expect("tls context");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, logs) = channel();
