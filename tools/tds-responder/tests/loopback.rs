@@ -436,6 +436,7 @@ fn tls10_client_against_tls12_only_server_gets_protocol_version_alert() {
     );
     assert!(text.contains("protocol version"), "{text}");
     assert!(log.end.starts_with("handshake failed"), "{log}");
+    assert!(log.end.contains("unsupported protocol"), "{log}");
     assert_eq!(log.fired, None);
 }
 
