@@ -36,6 +36,7 @@ pub const CERT_CN: &str = "SSL_Self_Signed_Fallback";
 pub enum Encryption {
     Off,
     On,
+    #[value(alias = "not_sup")]
     NotSup,
     Req,
 }

@@ -132,3 +132,38 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_scenario_file() {
+        let dir = std::env::temp_dir().join(format!("tds-responder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.json");
+        std::fs::write(
+            &file,
+            r#"{"scenario":"file","encryption":"req","tls_max":"1.2","fault":"rst_after_login7"}"#,
+        )
+        .unwrap();
+        let a = Args::parse_from([
+            "tds-responder",
+            "--scenario-file",
+            file.to_str().unwrap(),
+            "--encryption",
+            "not_sup",
+            "--fault",
+            "dhe_reset_fraction=0.25",
+            "--strict",
+        ]);
+        let c = config(&a).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.scenario, "file");
+        assert_eq!(c.encryption, Encryption::NotSup);
+        assert_eq!(c.tls_max, "1.2");
+        assert_eq!(c.fault, Fault::DheResetFraction(0.25));
+        assert!(c.strict);
+        assert!(Args::try_parse_from(["tds-responder", "--fault", "nope"]).is_err());
+    }
+}
