@@ -189,7 +189,15 @@ fn handshake(
             let w = mid.get_mut();
             log.raw_records = w.raw_records;
             log.wrapped_packets = w.wrapped_packets;
-            log.tls_version = Some(mid.ssl().version_str().to_string());
+            // Version and suite only once this side has sent its ServerHello.
+            if let Some(id) = w.suite {
+                log.tls_version = Some(mid.ssl().version_str().to_string());
+                log.suite = Some(
+                    mid.ssl()
+                        .current_cipher()
+                        .map_or_else(|| format!("{id:#06x}"), |c| c.name().to_string()),
+                );
+            }
             match mid.get_ref().fired {
                 Some(Fired::Rst) => {
                     log.fired = Some("rst");

@@ -454,6 +454,9 @@ fn dhe_suite_with_rst_after_client_key_exchange_resets() {
     );
     assert_eq!(kind, Some(io::ErrorKind::ConnectionReset), "{text}");
     assert_eq!(log.fired, Some("rst"));
+    assert_eq!(log.tls_version.as_deref(), Some("TLSv1.2"), "{log}");
+    // TLS_DHE_RSA_WITH_AES_128_GCM_SHA256 by IANA id: OpenSSL names it only once established.
+    assert_eq!(log.suite.as_deref(), Some("0x009e"), "{log}");
 }
 
 #[test]
@@ -478,6 +481,9 @@ fn fin_faults_close_the_handshake() {
             "{fault}: {text}"
         );
         assert_eq!(log.fired, Some("fin"), "{fault}: {log}");
+        // No ServerHello was sent after a bare ClientHello: nothing negotiated to report.
+        let negotiated = fault != Fault::FinAfterClientHello;
+        assert_eq!(log.suite.is_some(), negotiated, "{fault}: {log}");
     }
 }
 
