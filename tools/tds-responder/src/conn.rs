@@ -471,6 +471,12 @@ fn login_phase(
             "expected LOGIN7, got type {ty:#04x}; server closed"
         ));
     }
+    // The fixed part of LOGIN7 is 86 bytes from TDS 7.0 on, and its Length field covers the record.
+    let declared = u32_le(&login7, 0).unwrap_or(0) as usize;
+    if login7.len() < 86 || declared < 86 || declared > login7.len() {
+        wire::fin_and_drain(tcp, LINGER);
+        return Ok("malformed LOGIN7; server closed".into());
+    }
     if cfg.fault == Fault::RstAfterLogin7 {
         wire::set_linger_zero(tcp)?;
         log.fired = Some("rst");

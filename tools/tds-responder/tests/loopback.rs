@@ -591,3 +591,58 @@ fn dhe_reset_fraction_resets_about_that_share_of_dhe_handshakes_only() {
     assert!((8..=32).contains(&dhe), "{dhe} of {n}");
     assert_eq!(run("ECDHE-RSA-AES256-GCM-SHA384"), 0);
 }
+
+#[test]
+fn hostile_input_ends_each_connection_with_a_log_line() {
+    let mut inputs: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 3],
+        vec![0x12, 0x01, 0x00, 0x04, 0, 0, 0, 0], // length below the header
+        vec![0x12, 0x00, 0xff, 0xff, 0, 0, 1, 0, 1, 2], // truncated, never ends
+        vec![0x10, 0x01, 0x00, 0x0a, 0, 0, 1, 0, 1, 2], // a 2-byte LOGIN7
+        vec![0x12, 0x01, 0x00, 0x0d, 0, 0, 1, 0, 0x01, 0xff, 0xff, 0, 9], // option out of bounds
+    ];
+    // PRELOGIN asking for TLS, then a wrapped unit claiming a 64 KiB record and then garbage.
+    let mut tls = Vec::new();
+    write_message(&mut tls, wire::TYPE_PRELOGIN, &prelogin(1), 4096).unwrap();
+    let mut junk = tls.clone();
+    junk.extend_from_slice(&[0x16, 3, 1, 0xff, 0xff, 1, 2, 3]);
+    inputs.push(junk);
+    let mut junk = tls.clone();
+    write_message(
+        &mut junk,
+        wire::TYPE_PRELOGIN,
+        &[0x16, 3, 1, 0, 4, 1, 0, 0, 0],
+        4096,
+    )
+    .unwrap();
+    inputs.push(junk);
+    let mut junk = tls;
+    junk.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    inputs.push(junk);
+
+    let srv = Server::start(
+        Config {
+            encryption: Encryption::On,
+            io_timeout_ms: 500,
+            ..Config::default()
+        },
+        inputs.len() as u64,
+    );
+    for input in &inputs {
+        let mut tcp = srv.connect();
+        let _ = tcp.write_all(input);
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink);
+    }
+    let logs = srv.finish();
+    assert_eq!(
+        logs.len(),
+        inputs.len(),
+        "a connection thread ended without its log line"
+    );
+    for l in &logs {
+        assert_eq!(l.login, "-", "{l}");
+    }
+}
