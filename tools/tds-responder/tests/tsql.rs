@@ -1,7 +1,8 @@
 //! A real external client against the responder: FreeTDS `tsql` (Debian `freetds-bin`, installed by
 //! tests/run.sh) logs in login-only and with full encryption and gets `1` back from `SELECT 1`, on
 //! loopback, captured by `tcpdump -i lo`; `tdswatch analyze --format json` then reads the capture
-//! and must call both connections established with the right encryption.
+//! and must call both connections established with the right encryption. A third run meets a DHE
+//! suite and a server RST after the ClientKeyExchange: `dhe_key_exchange_failure`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -150,12 +151,26 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
         "--tls-max",
         "1.2",
     ]);
+    // The DHE bug's shape: a DHE suite, and a server RST right after the ClientKeyExchange.
+    let (dhe, dhe_port, dhe_out) = responder(&[
+        "--scenario",
+        "tsql_dhe_rst",
+        "--encryption",
+        "on",
+        "--tls-max",
+        "1.2",
+        "--ciphers",
+        "DHE-RSA-AES256-GCM-SHA384",
+        "--fault",
+        "rst_after_client_key_exchange",
+    ]);
     let conf = dir.join("freetds.conf");
     std::fs::write(
         &conf,
         format!(
             "[lo]\n\thost = 127.0.0.1\n\tport = {lo_port}\n\ttds version = 7.4\n\tencryption = request\n\
-             [full]\n\thost = 127.0.0.1\n\tport = {full_port}\n\ttds version = 7.4\n\tencryption = require\n"
+             [full]\n\thost = 127.0.0.1\n\tport = {full_port}\n\ttds version = 7.4\n\tencryption = require\n\
+             [dhe]\n\thost = 127.0.0.1\n\tport = {dhe_port}\n\ttds version = 7.4\n\tencryption = require\n"
         ),
     )
     .expect("freetds.conf");
@@ -177,7 +192,9 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
             ])
             .arg("-w")
             .arg(&pcap)
-            .arg(format!("tcp port {lo_port} or tcp port {full_port}"))
+            .arg(format!(
+                "tcp port {lo_port} or tcp port {full_port} or tcp port {dhe_port}"
+            ))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&dump_err).expect("tcpdump.err")),
         "tcpdump",
@@ -194,6 +211,8 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
 
     let a = tsql(&conf, "lo");
     let b = tsql(&conf, "full");
+    let c = tsql(&conf, "dhe");
+    assert!(!c.starts_with("status=exit status: 0"), "{c}");
     for out in [&a, &b] {
         assert!(out.starts_with("status=exit status: 0"), "{out}");
         assert!(printed_one(out), "{out}");
@@ -201,6 +220,11 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
     }
     let log_lo = wait_for_line(lo_out, "conn=1", Duration::from_secs(10));
     let log_full = wait_for_line(full_out, "conn=1", Duration::from_secs(10));
+    let log_dhe = wait_for_line(dhe_out, "conn=1", Duration::from_secs(10));
+    assert!(
+        log_dhe.contains("fired=rst") && log_dhe.contains("suite=0x009f"),
+        "{log_dhe}"
+    );
     assert!(
         log_lo.contains("encryption=login_only") && log_lo.contains("batches=1"),
         "{log_lo}"
@@ -212,7 +236,7 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
     for l in [&log_lo, &log_full] {
         assert!(!l.contains("someone") && !l.contains("not-a-secret"), "{l}");
     }
-    drop((lo, full));
+    drop((lo, full, dhe));
 
     // Let the last segments reach the capture, then stop tcpdump (only the one this test started).
     std::thread::sleep(Duration::from_millis(500));
@@ -233,6 +257,8 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
             &lo_port.to_string(),
             "--port",
             &full_port.to_string(),
+            "--port",
+            &dhe_port.to_string(),
         ])
         .arg(&pcap)
         .output()
@@ -246,16 +272,19 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
-    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
-    for (port, encryption) in [(lo_port, "login_only"), (full_port, "full")] {
-        let v = verdicts
+    assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+    let verdict = |port: u16| {
+        verdicts
             .iter()
             .find(|v| {
                 v["server"]
                     .as_str()
                     .is_some_and(|s| s.ends_with(&format!(":{port}")))
             })
-            .unwrap_or_else(|| panic!("no verdict for port {port}: {verdicts:?}"));
+            .unwrap_or_else(|| panic!("no verdict for port {port}: {verdicts:?}"))
+    };
+    for (port, encryption) in [(lo_port, "login_only"), (full_port, "full")] {
+        let v = verdict(port);
         assert_eq!(v["outcome"], "established", "{v}");
         assert_eq!(v["stage"], "established", "{v}");
         assert_eq!(v["encryption"], encryption, "{v}");
@@ -269,5 +298,14 @@ fn tsql_logs_in_login_only_and_full_and_tdswatch_agrees() {
         .find(|v| v["encryption"] == "login_only")
         .expect("login-only verdict");
     assert_eq!(lo_v["login"]["result"], "ack", "{lo_v}");
+    let v = verdict(dhe_port);
+    assert_eq!(v["outcome"], "failed", "{v}");
+    assert_eq!(v["reason"], "dhe_key_exchange_failure", "{v}");
+    assert_eq!(v["stage"], "tls_handshake", "{v}");
+    assert_eq!(
+        v["tls"]["suite"], "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
+        "{v}"
+    );
+    assert_eq!(v["close"]["first_rst"], "server", "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
