@@ -12,11 +12,12 @@ if [ ! -d "$shared" ]; then
     exit 1
 fi
 
-# System packages: a C toolchain and the TLS stack for the test tools (tdsgen's real OpenSSL
-# handshakes), libpcap and iproute2 for live capture and its network-namespace tests, and
-# prometheus for promtool. Installed only when missing.
+# System packages: a C toolchain and the TLS stack for the test tools (tdsgen's and the
+# responder's real OpenSSL handshakes), libpcap and iproute2 for live capture and its
+# network-namespace tests, prometheus for promtool, and FreeTDS tsql and tcpdump for the
+# responder's real-client test. Installed only when missing.
 need=()
-for pkg in build-essential pkg-config libssl-dev libpcap-dev iproute2 prometheus; do
+for pkg in build-essential pkg-config libssl-dev libpcap-dev iproute2 prometheus freetds-bin tcpdump; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
