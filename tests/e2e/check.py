@@ -1,0 +1,187 @@
+"""HTTP and PromQL helpers for tests/e2e/prometheus.sh (standard library only).
+
+  check.py get URL                         exit 0 when URL answers 200
+  check.py wait-agent METRICS_URL N SECS   wait until the agent counts N connections
+  check.py wait-scrape PROM_URL T SECS     wait until Prometheus scraped the agent after time T
+  check.py compare PROM_URL ANALYZE_PROM EVENTS_JSONL
+      every expectation below, asked of Prometheus with PromQL and computed from the
+      `tdswatch analyze --format prometheus` output of the capture, must match exactly; the
+      event log must hold one record per connection and no credential.
+"""
+
+import json
+import re
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+# The scripted mix (see prometheus.sh), 11 connections:
+#   1433 login-only server: tsql login-only, python-tds login-only
+#   1434 full server:       tsql full, python-tds full, tsql and python-tds with the wrong CA
+#   1435 TLS 1.2-only:      tsql forced to TLS 1.0
+#   1436 DHE + RST after the ClientKeyExchange: tsql
+#   1437 ERROR 18456, NOT_SUP: tsql, python-tds (no TLS)
+#   1438 NOT_SUP server:    python-tds without TLS
+CONNECTIONS = 11
+S = "10.201.0.1:"
+
+# (metric, labels to sum by, {label values: expected count})
+EXPECT = [
+    ("tds_connections_total", ("outcome",), {("established",): 5, ("failed",): 6}),
+    (
+        "tds_connections_total",
+        ("server", "encryption", "outcome"),
+        {
+            (S + "1433", "login_only", "established"): 2,
+            (S + "1438", "none", "established"): 1,
+            (S + "1434", "full", "established"): 2,
+            (S + "1434", "full", "failed"): 2,
+            (S + "1435", "full", "failed"): 1,
+            (S + "1436", "full", "failed"): 1,
+            (S + "1437", "none", "failed"): 2,
+        },
+    ),
+    (
+        "tds_handshake_failures_total",
+        ("reason",),
+        {
+            ("certificate_rejected",): 2,
+            ("no_common_tls_version",): 1,
+            ("dhe_key_exchange_failure",): 1,
+            ("login_failed",): 2,
+        },
+    ),
+    (
+        "tds_handshake_failures_total",
+        ("server", "stage", "reason"),
+        {
+            (S + "1434", "tls_handshake", "certificate_rejected"): 2,
+            (S + "1435", "tls_handshake", "no_common_tls_version"): 1,
+            (S + "1436", "tls_handshake", "dhe_key_exchange_failure"): 1,
+            (S + "1437", "login", "login_failed"): 2,
+        },
+    ),
+]
+
+
+def get(url, timeout=5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+def promql(prom, query):
+    url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    _, body = get(url)
+    doc = json.loads(body)
+    if doc.get("status") != "success":
+        raise RuntimeError(f"{query}: {doc}")
+    return doc["data"]["result"]
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_exposition(text):
+    """[(name, {label: value}, float)] from Prometheus text or OpenMetrics."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        if not m:
+            raise ValueError(f"unparsable line: {line!r}")
+        labels = dict(LABEL.findall(m.group(2) or ""))
+        out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def sum_by(samples, metric, by):
+    acc = {}
+    for name, labels, value in samples:
+        if name == metric:
+            key = tuple(labels.get(b, "") for b in by)
+            acc[key] = acc.get(key, 0) + value
+    return {k: int(v) for k, v in acc.items() if v != 0}
+
+
+def prom_sum_by(prom, metric, by):
+    res = promql(prom, f"sum by ({', '.join(by)}) ({metric})")
+    return {
+        tuple(r["metric"].get(b, "") for b in by): int(float(r["value"][1]))
+        for r in res
+        if float(r["value"][1]) != 0
+    }
+
+
+def wait(secs, what, cond):
+    end = time.time() + secs
+    last = None
+    while time.time() < end:
+        try:
+            ok, last = cond()
+            if ok:
+                return 0
+        except Exception as e:  # not up yet: try again until the deadline
+            last = e
+        time.sleep(0.2)
+    print(f"{what}: gave up after {secs}s (last: {last})", file=sys.stderr)
+    return 1
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "get":
+        status, _ = get(sys.argv[2])
+        return 0 if status == 200 else 1
+    if cmd == "wait-agent":
+        url, n, secs = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+
+        def cond():
+            got = sum(sum_by(parse_exposition(get(url)[1]), "tds_connections_total", ()).values())
+            return got == n, got
+
+        return wait(secs, f"agent counting {n} connections", cond)
+    if cmd == "wait-scrape":
+        prom, t, secs = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+
+        def cond():
+            res = promql(prom, 'timestamp(up{job="tdswatch"} == 1)')
+            ts = max((float(r["value"][1]) for r in res), default=0.0)
+            return ts > t, ts
+
+        return wait(secs, "a scrape after the traffic", cond)
+    if cmd == "compare":
+        prom, analyze_file, events_file = sys.argv[2:5]
+        with open(analyze_file) as f:
+            analyzed = parse_exposition(f.read())
+        bad = 0
+        for metric, by, expected in EXPECT:
+            live = prom_sum_by(prom, metric, by)
+            offline = sum_by(analyzed, metric, by)
+            query = f"sum by ({', '.join(by)}) ({metric})"
+            for what, got in (("PromQL", live), ("analyze", offline)):
+                if got != expected:
+                    bad += 1
+                    print(f"MISMATCH {what} {query}:\n  got      {sorted(got.items())}\n"
+                          f"  expected {sorted(expected.items())}", file=sys.stderr)
+            print(f"ok? {live == expected == offline}: {query} -> {sorted(live.items())}")
+        with open(events_file) as f:
+            text = f.read()
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if len(records) != CONNECTIONS:
+            bad += 1
+            print(f"event log: {len(records)} records, expected {CONNECTIONS}", file=sys.stderr)
+        for secret in ("e2e_user", "e2e-not-a-secret", "SELECT"):
+            for doc in (text, open(analyze_file).read()):
+                if secret in doc:
+                    bad += 1
+                    print(f"a credential or SQL text leaked: {secret!r}", file=sys.stderr)
+        return 1 if bad else 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
