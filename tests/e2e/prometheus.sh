@@ -7,8 +7,9 @@
 # over a tcpdump capture of the same veth must give the same counts.
 #
 # Needs root, iproute2, tcpdump, prometheus, tsql (freetds-bin), openssl, python3 with python-tds
-# and pyOpenSSL: tests/run.sh installs them. Bounded in time (every step has a deadline, the whole
-# run is capped at 100 s); namespaces, processes and files are removed on every exit path.
+# and pyOpenSSL: tests/run.sh installs them. Bounded in time (every step has a deadline, and a
+# watchdog ends the run after 100 s once the binaries are built); namespaces, processes and files
+# are removed on every exit path.
 # Usage: tests/e2e/prometheus.sh   (from anywhere; TDSWATCH_E2E_KEEP=1 keeps the work directory)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,17 +26,8 @@ done
 python3 -c 'import pytds, OpenSSL' 2>/dev/null ||
     fail "python-tds / pyOpenSSL are missing: tests/run.sh installs them (pip install python-tds pyOpenSSL)"
 
-# The whole run is bounded: a watchdog ends it (through the cleanup trap) after 100 s.
-(
-    sleep 100 </dev/null >/dev/null 2>&1 &
-    s=$!
-    trap 'kill $s 2>/dev/null; exit 0' TERM
-    wait $s && { echo "e2e: FAIL: time limit (100 s) reached" >&2; kill -TERM $$; }
-) &
-watchdog=$!
-
 say "building tdswatch and tds-responder (debug)"
-cargo build -q -p tdswatch -p tds-responder
+cargo build -q --locked -p tdswatch -p tds-responder
 target=${CARGO_TARGET_DIR:-$root/target}/debug
 tdswatch=$target/tdswatch
 responder=$target/tds-responder
@@ -49,6 +41,7 @@ sif="${tag}S"
 cif="${tag}C"
 work=$(mktemp -d /tmp/tdswatch-e2e.XXXXXX)
 pids=()
+watchdog=
 
 cleanup() {
     local rc=$?
@@ -61,7 +54,7 @@ cleanup() {
     done
     ip netns del "$sns" 2>/dev/null || true
     ip netns del "$cns" 2>/dev/null || true
-    kill "$watchdog" 2>/dev/null || true
+    [ -z "$watchdog" ] || kill "$watchdog" 2>/dev/null || true
     if [ "$rc" -ne 0 ]; then
         for f in "$work"/*.log; do
             [ -f "$f" ] || continue
@@ -74,6 +67,16 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+
+# The whole run is bounded: a watchdog ends it through the cleanup trap after 100 s (bash runs
+# the trap once the step in progress ends; every step has its own limit of 20 s at most).
+(
+    sleep 100 </dev/null >/dev/null 2>&1 &
+    s=$!
+    trap 'kill $s 2>/dev/null; exit 0' TERM
+    wait $s && { echo "e2e: FAIL: time limit (100 s) reached" >&2; kill -TERM $$; }
+) &
+watchdog=$!
 
 # Waits up to $1 seconds for the command after it to succeed.
 wait_until() {
