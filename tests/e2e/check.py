@@ -23,19 +23,21 @@ import urllib.request
 #   1436 DHE + RST after the ClientKeyExchange: tsql
 #   1437 ERROR 18456, NOT_SUP: tsql, python-tds (no TLS)
 #   1438 NOT_SUP server:    python-tds without TLS
-CONNECTIONS = 11
+#   1439 DHE-only server:   tsql with DHE disabled (and TLS 1.3, which the server lacks)
+CONNECTIONS = 12
 S = "10.201.0.1:"
 
 # (metric or selector, labels to sum by, {label values: expected count}); label sets not
 # listed must be absent (zero).
 EXPECT = [
-    ("tds_connections_total", ("outcome",), {("established",): 5, ("failed",): 6}),
+    ("tds_connections_total", ("outcome",), {("established",): 5, ("failed",): 7}),
     (
         "tds_connections_total",
         ("server", "encryption", "outcome"),
         {
             (S + "1433", "login_only", "established"): 2,
             (S + "1438", "none", "established"): 1,
+            (S + "1439", "full", "failed"): 1,
             (S + "1434", "full", "established"): 2,
             (S + "1434", "full", "failed"): 2,
             (S + "1435", "full", "failed"): 1,
@@ -49,6 +51,7 @@ EXPECT = [
         {
             ("certificate_rejected",): 2,
             ("no_common_tls_version",): 1,
+            ("no_common_cipher",): 1,
             ("dhe_key_exchange_failure",): 1,
             ("login_failed",): 2,
         },
@@ -61,28 +64,34 @@ EXPECT = [
             (S + "1435", "tls_handshake", "no_common_tls_version"): 1,
             (S + "1436", "tls_handshake", "dhe_key_exchange_failure"): 1,
             (S + "1437", "login", "login_failed"): 2,
+            (S + "1439", "tls_handshake", "no_common_cipher"): 1,
         },
     ),
-    # What the clients offered: tsql (GnuTLS) up to TLS 1.3 (4), python-tds TLS 1.2 only (3), and
-    # the tsql limited to TLS 1.0 (1); no ClientHello on the NOT_SUP servers.
+    # What the clients offered: tsql (GnuTLS) up to TLS 1.3 (4), python-tds TLS 1.2 only (3), the
+    # tsql without DHE nor TLS 1.3 (1), the tsql limited to TLS 1.0 (1); none on NOT_SUP servers.
     (
         "tds_tls_client_hellos_total",
         ("max_version",),
-        {("TLSv1.3",): 4, ("TLSv1.2",): 3, ("TLSv1.0",): 1},
+        {("TLSv1.3",): 4, ("TLSv1.2",): 4, ("TLSv1.0",): 1},
     ),
     (
         "tds_tls_handshakes_total",
         ("kx", "result"),
         {("ecdhe", "completed"): 4, ("ecdhe", "failed"): 2, ("dhe", "failed"): 1},
     ),
-    # The clients that reject the certificate just close; the TLS 1.2-only server alerts.
-    ("tds_tls_alerts_total", ("side", "description"), {("server", "protocol_version"): 1}),
+    # The clients that reject the certificate just close; the TLS 1.2-only and the DHE-only
+    # servers alert.
+    (
+        "tds_tls_alerts_total",
+        ("side", "description"),
+        {("server", "protocol_version"): 1, ("server", "handshake_failure"): 1},
+    ),
     (
         "tds_prelogin_encryption_total",
         ("client", "server_setting"),
         {
             ("OFF", "OFF"): 2,
-            ("ON", "ON"): 6,
+            ("ON", "ON"): 7,
             ("NOT_SUP", "NOT_SUP"): 2,
             ("OFF", "NOT_SUP"): 1,
         },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test of the live agent (issue 4): two network namespaces joined by a veth, the TDS
-# test responder in "server" (one instance per scenario, ports 1433-1438), real clients (FreeTDS
+# test responder in "server" (one instance per scenario, ports 1433-1439), real clients (FreeTDS
 # tsql, python-tds) in "client", `tdswatch run` capturing on the server's veth, and a real
 # Prometheus server scraping it every second. After a scripted mix of handshakes, PromQL queries
 # must return the exact expected counts per label set, and `tdswatch analyze --format prometheus`
@@ -125,7 +125,7 @@ web:
   listen_address: 127.0.0.1:9433
 capture:
   interfaces: [$sif]
-  ports: [1433, 1434, 1435, 1436, 1437, 1438]
+  ports: [1433, 1434, 1435, 1436, 1437, 1438, 1439]
 event_log:
   path: $work/events.jsonl
   all_connections: true
@@ -152,7 +152,7 @@ wait_until 30 http_ok http://127.0.0.1:9090/-/ready || fail "prometheus did not 
 
 # A capture of the same veth, for `analyze`.
 bg_in "$sns" tcpdump tcpdump -i "$sif" --immediate-mode -U -n -s 0 -w "$work/e2e.pcap" \
-    'tcp portrange 1433-1438'
+    'tcp portrange 1433-1439'
 tcpdump_pid=${pids[-1]}
 wait_until 10 grep -q "listening on" "$work/tcpdump.log" || fail "tcpdump did not start"
 
@@ -173,7 +173,8 @@ start_responder 1436 dhe_reset --encryption on --tls-max 1.2 \
 # process_prelogin), so the servers it meets without TLS answer NOT_SUP.
 start_responder 1437 login_error --encryption not-sup --login error
 start_responder 1438 no_tls --encryption not-sup
-for name in login_only full tls12_only dhe_reset login_error no_tls; do
+start_responder 1439 dhe_only --encryption on --tls-max 1.2 --ciphers DHE-RSA-AES256-GCM-SHA384
+for name in login_only full tls12_only dhe_reset login_error no_tls dhe_only; do
     wait_until 10 grep -q "^listening on" "$work/responder-$name.log" ||
         fail "responder $name did not start"
 done
@@ -208,12 +209,21 @@ cat >"$work/freetds.conf" <<CONF
 	host = 10.201.0.1
 	port = 1437
 	encryption = request
+[dhe_only]
+	host = 10.201.0.1
+	port = 1439
+	encryption = require
 CONF
 cat >"$work/tls10.conf" <<CONF
 [overrides]
 disabled-version = tls1.3
 disabled-version = tls1.2
 disabled-version = tls1.1
+CONF
+cat >"$work/no-dhe.conf" <<CONF
+[overrides]
+disabled-version = tls1.3
+tls-disabled-kx = dhe-rsa
 CONF
 
 # tsql SERVER EXPECT [ENV...]: EXPECT is ok (logs in and SELECT 1 prints 1) or fail.
@@ -247,13 +257,14 @@ tsql_run full_wrong_ca fail
 pytds_run full_wrong_ca 1434 wrong_ca fail
 tsql_run tls12_only fail GNUTLS_SYSTEM_PRIORITY_FILE="$work/tls10.conf" GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID=1
 tsql_run dhe_reset fail
+tsql_run dhe_only fail GNUTLS_SYSTEM_PRIORITY_FILE="$work/no-dhe.conf" GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID=1
 tsql_run login_error fail
 pytds_run login_error 1437 none fail
 
 # Every connection's verdict is counted when it ends; then one scrape after that.
 say "waiting for the agent and a Prometheus scrape"
-ip netns exec "$sns" python3 "$here/check.py" wait-agent http://127.0.0.1:9433/metrics 11 20 ||
-    fail "the agent did not count the 11 connections"
+ip netns exec "$sns" python3 "$here/check.py" wait-agent http://127.0.0.1:9433/metrics 12 20 ||
+    fail "the agent did not count the 12 connections"
 after=$(date +%s.%N)
 ip netns exec "$sns" python3 "$here/check.py" wait-scrape http://127.0.0.1:9090 "$after" 20 ||
     fail "no Prometheus scrape after the traffic"
@@ -263,7 +274,7 @@ sleep 0.5
 kill -INT "$tcpdump_pid"
 wait "$tcpdump_pid" 2>/dev/null || true
 "$tdswatch" analyze --format prometheus --no-progress --port 1434 --port 1435 --port 1436 \
-    --port 1437 --port 1438 "$work/e2e.pcap" >"$work/analyze.prom" 2>"$work/analyze.log" ||
+    --port 1437 --port 1438 --port 1439 "$work/e2e.pcap" >"$work/analyze.prom" 2>"$work/analyze.log" ||
     fail "tdswatch analyze failed"
 ip netns exec "$sns" python3 "$here/check.py" compare http://127.0.0.1:9090 "$work/analyze.prom" \
     "$work/events.jsonl"
