@@ -16,7 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 
-# The scripted mix (see prometheus.sh), 11 connections:
+# The scripted mix (see prometheus.sh), 12 connections:
 #   1433 login-only server: tsql login-only, python-tds login-only
 #   1434 full server:       tsql full, python-tds full, tsql and python-tds with the wrong CA
 #   1435 TLS 1.2-only:      tsql forced to TLS 1.0
