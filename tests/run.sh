@@ -17,7 +17,7 @@ fi
 # network-namespace tests, prometheus for promtool, and FreeTDS tsql and tcpdump for the
 # responder's real-client test. Installed only when missing.
 need=()
-for pkg in build-essential pkg-config libssl-dev libpcap-dev iproute2 prometheus freetds-bin tcpdump; do
+for pkg in build-essential pkg-config libssl-dev libpcap-dev iproute2 prometheus freetds-bin tcpdump openssl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -25,6 +25,18 @@ if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# python-tds (with pyOpenSSL for its TLS) for the end-to-end test's second client.
+if ! python3 -c 'import pytds, OpenSSL' 2>/dev/null; then
+    log "installing python-tds pyOpenSSL"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    pip=(python3 -m pip install -q --disable-pip-version-check python-tds pyOpenSSL)
+    # A Debian system Python refuses plain pip installs (PEP 668).
+    "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages
 fi
 
 log "rustfmt"
@@ -35,3 +47,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "tests"
 cargo test --workspace --locked 2>&1 | tee /tmp/tdswatch-test.log
+
+log "end-to-end: live agent, real clients, real Prometheus"
+tests/e2e/prometheus.sh
