@@ -279,3 +279,5 @@ wait "$tcpdump_pid" 2>/dev/null || true
 ip netns exec "$sns" python3 "$here/check.py" compare http://127.0.0.1:9090 "$work/analyze.prom" \
     "$work/events.jsonl"
 say "PASS"
+# The closing line test runners print, for whoever reads the log: one end-to-end scenario run.
+echo "e2e: 1 passed, 0 failed"
