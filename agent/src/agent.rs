@@ -41,6 +41,8 @@ pub enum AgentError {
 /// What the HTTP side shares with the capture side.
 struct State {
     metrics: Metrics,
+    /// The capture thread ended on its own (an error): the server stops too.
+    capture_ended: tokio::sync::Notify,
     /// Capture is open and the first counters are published.
     ready: AtomicBool,
     stats: StatsHandle,
@@ -70,6 +72,7 @@ pub fn run(settings: &Settings) -> Result<(), AgentError> {
         metrics: Metrics::new(&MetricsConfig {
             max_servers: usize::try_from(settings.metrics.max_servers.0).unwrap_or(usize::MAX),
         }),
+        capture_ended: tokio::sync::Notify::new(),
         ready: AtomicBool::new(false),
         stats: source.stats_handle(),
         telemetry_path: settings.web.telemetry_path.0.clone(),
@@ -98,23 +101,30 @@ pub fn run(settings: &Settings) -> Result<(), AgentError> {
         .build()
         .map_err(AgentError::Runtime)?;
     let served = runtime.block_on(serve(addr, Arc::clone(&state)));
-    // Whatever ended the server (a signal, or an error), the capture stops and flushes.
+    // Whatever ended the server (a signal, an error, the capture failing), the capture stops and
+    // flushes.
     stop.stop();
-    if capture.join().is_err() {
-        tracing::error!("the capture thread panicked");
-    }
+    let captured = match capture.join() {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!("the capture thread panicked");
+            Ok(())
+        }
+    };
     tracing::info!("tdswatch stopped");
-    served
+    served.and(captured.map_err(AgentError::Capture))
 }
 
-/// The capture side: frames → pipeline → metrics and event log, and a tick on quiet hosts.
+/// The capture side: frames → pipeline → metrics and event log, and a tick on quiet hosts. A
+/// capture error ends it (and, through `capture_ended`, the server: a supervisor restarts us).
 fn capture_loop(
     source: &mut LiveSource,
     mut pipeline: Pipeline,
     state: &State,
     mut events: Option<Box<dyn Write + Send>>,
     all_connections: bool,
-) {
+) -> Result<(), CaptureError> {
+    let mut failure = None;
     let mut published = RunSummary::default();
     let mut last_tick = std::time::Instant::now();
     let mut sink = |v: Verdict| {
@@ -135,6 +145,7 @@ fn capture_loop(
             Ok(Next::Stopped) => break,
             Err(e) => {
                 tracing::error!(error = %e, "capture failed");
+                failure = Some(e);
                 break;
             }
         }
@@ -144,11 +155,14 @@ fn capture_loop(
             publish(&pipeline, &state.metrics, &mut published);
         }
     }
+    state.ready.store(false, Ordering::Release);
     pipeline.finish(&mut sink);
     publish(&pipeline, &state.metrics, &mut published);
     if let Some(w) = events.as_mut() {
         let _ = w.flush();
     }
+    state.capture_ended.notify_one();
+    failure.map_or(Ok(()), Err)
 }
 
 /// Adds the pipeline's counters grown since the last call to the metrics.
@@ -186,6 +200,7 @@ fn open_event_log(settings: &Settings) -> Result<Option<Box<dyn Write + Send>>, 
 
 async fn serve(addr: std::net::SocketAddr, state: Arc<State>) -> Result<(), AgentError> {
     use axum::routing::get;
+    let state_for_shutdown = Arc::clone(&state);
     let path = state.telemetry_path.clone();
     let app = axum::Router::new()
         .route(&path, get(metrics_page))
@@ -197,8 +212,14 @@ async fn serve(addr: std::net::SocketAddr, state: Arc<State>) -> Result<(), Agen
         .await
         .map_err(|source| AgentError::Listen { addr, source })?;
     tracing::info!(url = %format!("http://{addr}{path}"), "serving metrics");
+    let ended = Arc::clone(&state_for_shutdown);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = ended.capture_ended.notified() => tracing::warn!("capture ended: stopping"),
+            }
+        })
         .await
         .map_err(AgentError::Runtime)
 }
