@@ -29,10 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 venv=$matrix/.venv
-if ! "$venv/bin/python" -c 'import pymssql, pytds, OpenSSL' 2>/dev/null; then
-    log "pip: pymssql python-tds pyOpenSSL into $venv"
+if ! "$venv/bin/python" -c 'import pymssql, pytds, OpenSSL, mssql_python' 2>/dev/null; then
+    log "pip: pymssql python-tds pyOpenSSL mssql-python into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'pymssql==2.*' 'python-tds==1.17.*' pyOpenSSL
+    "$venv/bin/pip" install -q --disable-pip-version-check 'pymssql==2.*' 'python-tds==1.17.*' \
+        pyOpenSSL 'mssql-python==1.*'
 fi
 if [ ! -f "$matrix/node_modules/tedious/package.json" ]; then
     log "npm: tedious into $matrix/node_modules"
@@ -120,6 +121,8 @@ scenario() {
                 timeout 20 "$venv/bin/python" "$matrix/clients/pymssql_client.py" 2>&1 || true) ;;
         python-tds) result=$(env MX_CA="$work/server.pem" MX_PORT=$PORT "$@" \
                 timeout 20 "$venv/bin/python" "$matrix/clients/python_tds.py" 2>&1 || true) ;;
+        msodbc) result=$(env MX_PORT=$PORT "$@" \
+                timeout 20 "$venv/bin/python" "$matrix/clients/msodbc.py" 2>&1 || true) ;;
         tedious) result=$(env "$@" MX_PORT=$PORT \
                 timeout 20 node "$matrix/clients/tedious.js" 2>&1 || true) ;;
         *) echo "unknown client $client" >&2; exit 1 ;;
@@ -220,5 +223,35 @@ ted enc_mismatch_req --encryption req -- MX_ENC=none
 ted fin_after_client_hello --encryption on --fault fin_after_client_hello -- MX_ENC=full
 ted fin_after_server_hello --encryption on --fault fin_after_server_hello -- MX_ENC=full
 ted rst_after_login7 --encryption on --fault rst_after_login7 -- MX_ENC=full
+
+# --- Microsoft ODBC Driver 18 (mssql-python; system OpenSSL 3, OPENSSL_CONF honoured) ------------
+# An OpenSSL config for the driver: system_default with the given directives.
+openssl_conf() {
+    {
+        printf 'openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n'
+        printf '[ssl_sect]\nsystem_default = system_default_sect\n[system_default_sect]\n'
+        printf '%s\n' "$@"
+    } >"$work/openssl-$1.cnf"
+}
+openssl_conf MinProtocol=TLSv1 MaxProtocol=TLSv1 'CipherString=DEFAULT@SECLEVEL=0'
+openssl_conf CipherString=ECDHE-RSA-AES256-GCM-SHA384 MaxProtocol=TLSv1.2
+odbc() { local n=$1; shift; scenario msodbc "$n" "$@"; }
+odbc login_only --encryption off -- MX_ENC=login_only
+odbc full --encryption on -- MX_ENC=full
+odbc full_tls12 --encryption on "${T12[@]}" -- MX_ENC=full
+odbc full_512 --encryption on "${T12[@]}" --packet-size 512 -- MX_ENC=full
+odbc none --encryption not-sup -- MX_ENC=login_only
+odbc strict --strict --tls-min 1.3 -- MX_ENC=strict MX_CA="$S"
+odbc strict_vs_tds7_server --encryption on -- MX_ENC=strict MX_CA="$S"
+odbc tds7_vs_strict_server --strict -- MX_ENC=full
+odbc login_error --encryption on --login error -- MX_ENC=full
+odbc login_only_error --encryption off --login error -- MX_ENC=login_only
+odbc tls10_vs_tls12 --encryption on --tls-min 1.2 -- MX_ENC=full OPENSSL_CONF="$work/openssl-MinProtocol=TLSv1.cnf"
+odbc no_common_cipher --encryption on "${DHE[@]}" -- MX_ENC=full OPENSSL_CONF="$work/openssl-CipherString=ECDHE-RSA-AES256-GCM-SHA384.cnf"
+odbc dhe_rst_after_cke --encryption on "${DHE[@]}" --fault rst_after_client_key_exchange -- MX_ENC=full
+odbc cert_rejected --encryption on "${T12[@]}" -- MX_ENC=full MX_CA="$O"
+odbc enc_mismatch_not_sup --encryption not-sup -- MX_ENC=full
+odbc fin_after_client_hello --encryption on --fault fin_after_client_hello -- MX_ENC=full
+odbc rst_after_login7 --encryption on --fault rst_after_login7 -- MX_ENC=full
 
 log "corpus: $(ls "$corpus" | wc -l) captures in tests/corpus"
