@@ -16,11 +16,12 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # --- clients (idempotent, quiet) ---------------------------------------------------------------
 need=()
-for pkg in freetds-bin tcpdump openssl python3-venv nodejs npm; do
+for pkg in freetds-bin tcpdump openssl python3-venv nodejs npm libjtds-java default-jdk-headless; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # python3/node may come from elsewhere (pyenv, a Node build): only ask apt for what is missing.
 command -v node >/dev/null && need=("${need[@]/nodejs}") && need=("${need[@]/npm}")
+command -v javac >/dev/null && need=("${need[@]/default-jdk-headless}")
 python3 -c 'import venv' 2>/dev/null && need=("${need[@]/python3-venv}")
 need=($(printf '%s\n' "${need[@]}" | grep -v '^$' || true))
 if [ ${#need[@]} -gt 0 ]; then
@@ -39,7 +40,7 @@ if [ ! -f "$matrix/node_modules/tedious/package.json" ]; then
     log "npm: tedious into $matrix/node_modules"
     npm install --silent --no-audit --no-fund --prefix "$matrix" 'tedious@19' >/dev/null
 fi
-for tool in tsql tcpdump openssl node timeout; do
+for tool in tsql tcpdump openssl node java timeout; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing" >&2; exit 1; }
 done
 
@@ -123,6 +124,8 @@ scenario() {
                 timeout 20 "$venv/bin/python" "$matrix/clients/python_tds.py" 2>&1 || true) ;;
         msodbc) result=$(env MX_PORT=$PORT "$@" \
                 timeout 20 "$venv/bin/python" "$matrix/clients/msodbc.py" 2>&1 || true) ;;
+        jtds) result=$(env MX_PORT=$PORT "$@" bash -c 'cd "$0" && timeout 30 java $JAVA_OPTS \
+                -cp /usr/share/java/jtds.jar Jtds.java' "$matrix/clients" 2>&1 || true) ;;
         tedious) result=$(env "$@" MX_PORT=$PORT \
                 timeout 20 node "$matrix/clients/tedious.js" 2>&1 || true) ;;
         *) echo "unknown client $client" >&2; exit 1 ;;
@@ -253,5 +256,23 @@ odbc cert_rejected --encryption on "${T12[@]}" -- MX_ENC=full MX_CA="$O"
 odbc enc_mismatch_not_sup --encryption not-sup -- MX_ENC=full
 odbc fin_after_client_hello --encryption on --fault fin_after_client_hello -- MX_ENC=full
 odbc rst_after_login7 --encryption on --fault rst_after_login7 -- MX_ENC=full
+
+# --- jTDS 1.3.1 (Java 17's JSSE; TLS 1.2-1.3, DHE offered) ---------------------------------------
+# ssl=off sends no PRELOGIN; request sends OFF, require ON, authenticate ON and validates the
+# certificate against Java's CA store. TLS 1.0 needs the JDK's disabled-algorithm list emptied.
+printf 'jdk.tls.disabledAlgorithms=\n' >"$work/java.security"
+jtds() { local n=$1; shift; scenario jtds "$n" "$@"; }
+jtds full --encryption on "${T12[@]}" -- MX_SSL=require JAVA_OPTS=
+jtds full_tls13 --encryption on -- MX_SSL=require JAVA_OPTS=
+jtds none --encryption not-sup -- MX_SSL=request JAVA_OPTS=
+jtds no_prelogin --encryption on -- MX_SSL=off JAVA_OPTS=
+jtds login_error --encryption on "${T12[@]}" --login error -- MX_SSL=require JAVA_OPTS=
+jtds tls10_vs_tls12 --encryption on --tls-min 1.2 -- MX_SSL=require \
+    JAVA_OPTS="-Djava.security.properties=$work/java.security -Djdk.tls.client.protocols=TLSv1"
+jtds no_common_cipher --encryption on "${DHE[@]}" -- MX_SSL=require \
+    JAVA_OPTS="-Djdk.tls.client.cipherSuites=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+jtds dhe_rst_after_cke --encryption on "${DHE[@]}" --fault rst_after_client_key_exchange -- MX_SSL=require JAVA_OPTS=
+jtds cert_rejected --encryption on "${T12[@]}" -- MX_SSL=authenticate JAVA_OPTS=
+jtds rst_after_login7 --encryption on "${T12[@]}" --fault rst_after_login7 -- MX_SSL=require JAVA_OPTS=
 
 log "corpus: $(ls "$corpus" | wc -l) captures in tests/corpus"
