@@ -22,7 +22,7 @@ done
 # python3/node may come from elsewhere (pyenv, a Node build): only ask apt for what is missing.
 command -v node >/dev/null && need=("${need[@]/nodejs}") && need=("${need[@]/npm}")
 command -v javac >/dev/null && need=("${need[@]/default-jdk-headless}")
-python3 -c 'import venv' 2>/dev/null && need=("${need[@]/python3-venv}")
+python3 -c 'import venv, ensurepip' 2>/dev/null && need=("${need[@]/python3-venv}")
 need=($(printf '%s\n' "${need[@]}" | grep -v '^$' || true))
 if [ ${#need[@]} -gt 0 ]; then
     log "apt: ${need[*]}"
