@@ -173,9 +173,11 @@ tsql enc_mismatch_req --encryption req -- GNUTLS_SYSTEM_PRIORITY_FILE="$work/gnu
 FT_ENC=require freetds_conf
 gnutls_override 'disabled-version = tls1.3' 'disabled-version = tls1.2' 'disabled-version = tls1.1'
 tsql tls10_vs_tls12 --encryption on --tls-min 1.2 --tls-max 1.2 -- GNUTLS_SYSTEM_PRIORITY_FILE="$work/gnutls.conf"
+tsql tls10 --encryption on "${T12[@]}" -- GNUTLS_SYSTEM_PRIORITY_FILE="$work/gnutls.conf"
 gnutls_override 'disabled-version = tls1.3' 'tls-disabled-kx = dhe-rsa' 'tls-disabled-kx = rsa'
 tsql no_common_cipher --encryption on "${DHE[@]}" -- GNUTLS_SYSTEM_PRIORITY_FILE="$work/gnutls.conf"
 gnutls_override
+tsql dhe --encryption on "${DHE[@]}" -- GNUTLS_SYSTEM_PRIORITY_FILE="$work/gnutls.conf"
 FT_ENC=require FT_CA=$O freetds_conf
 tsql cert_rejected --encryption on "${T12[@]}" -- GNUTLS_SYSTEM_PRIORITY_FILE="$work/gnutls.conf"
 
@@ -220,6 +222,8 @@ ted none --encryption not-sup -- MX_ENC=none
 ted login_error --encryption on --login error -- MX_ENC=full
 ted dhe_rst_after_cke --encryption on "${DHE[@]}" --fault rst_after_client_key_exchange -- MX_ENC=full
 ted tls10_vs_tls12 --encryption on --tls-min 1.2 -- MX_ENC=full MX_TLS_MIN=TLSv1 MX_TLS_MAX=TLSv1 MX_CIPHERS='DEFAULT@SECLEVEL=0'
+ted tls10 --encryption on -- MX_ENC=full MX_TLS_MIN=TLSv1 MX_TLS_MAX=TLSv1 MX_CIPHERS='DEFAULT@SECLEVEL=0'
+ted dhe --encryption on "${DHE[@]}" -- MX_ENC=full
 ted no_common_cipher --encryption on "${DHE[@]}" -- MX_ENC=full MX_CIPHERS=ECDHE-RSA-AES256-GCM-SHA384
 ted cert_rejected --encryption on -- MX_ENC=full MX_CA="$O"
 ted enc_mismatch_req --encryption req -- MX_ENC=none
@@ -250,6 +254,8 @@ odbc tds7_vs_strict_server --strict -- MX_ENC=full
 odbc login_error --encryption on --login error -- MX_ENC=full
 odbc login_only_error --encryption off --login error -- MX_ENC=login_only
 odbc tls10_vs_tls12 --encryption on --tls-min 1.2 -- MX_ENC=full OPENSSL_CONF="$work/openssl-MinProtocol=TLSv1.cnf"
+odbc tls10 --encryption on -- MX_ENC=full OPENSSL_CONF="$work/openssl-MinProtocol=TLSv1.cnf"
+odbc dhe --encryption on "${DHE[@]}" -- MX_ENC=full
 odbc no_common_cipher --encryption on "${DHE[@]}" -- MX_ENC=full OPENSSL_CONF="$work/openssl-CipherString=ECDHE-RSA-AES256-GCM-SHA384.cnf"
 odbc dhe_rst_after_cke --encryption on "${DHE[@]}" --fault rst_after_client_key_exchange -- MX_ENC=full
 odbc cert_rejected --encryption on "${T12[@]}" -- MX_ENC=full MX_CA="$O"
@@ -268,6 +274,8 @@ jtds none --encryption not-sup -- MX_SSL=request JAVA_OPTS=
 jtds no_prelogin --encryption on -- MX_SSL=off JAVA_OPTS=
 jtds login_error --encryption on "${T12[@]}" --login error -- MX_SSL=require JAVA_OPTS=
 jtds tls10_vs_tls12 --encryption on --tls-min 1.2 -- MX_SSL=require \
+    JAVA_OPTS="-Djava.security.properties=$work/java.security -Djdk.tls.client.protocols=TLSv1"
+jtds tls10 --encryption on "${T12[@]}" -- MX_SSL=require \
     JAVA_OPTS="-Djava.security.properties=$work/java.security -Djdk.tls.client.protocols=TLSv1"
 jtds no_common_cipher --encryption on "${DHE[@]}" -- MX_SSL=require \
     JAVA_OPTS="-Djdk.tls.client.cipherSuites=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
