@@ -48,6 +48,11 @@ pub enum TcpEvent {
 /// Alerts kept per connection; more are counted, not kept.
 const MAX_ALERTS: usize = 8;
 
+/// Encrypted answers to LOGIN7 smaller than this are an error (an ERROR token and DONE, about
+/// 150 bytes with TLS overhead); a LOGINACK answer with its environment changes and messages takes
+/// several hundred.
+const SMALL_LOGIN_ANSWER: u16 = 300;
+
 /// Length of a TLS 1.3 record holding an encrypted alert: 2 bytes + content type + 16-byte AEAD tag.
 const TLS13_ENCRYPTED_ALERT_LEN: usize = 19;
 
@@ -220,12 +225,16 @@ pub struct Handshake {
     close_stage: Option<Stage>,
     first_fin: Option<Side>,
     first_rst: Option<Side>,
-    last_event: Option<(Side, Last)>,
+    /// The last protocol event before the close (its sender is in the flags).
+    last_event: Option<Last>,
     /// The first fatal (or encrypted) alert before the TLS handshake completed.
-    handshake_alert: Option<(Side, Option<u8>)>,
+    /// Its description (`None` inside: encrypted); its sender is in the flags.
+    handshake_alert: Option<Option<u8>>,
     /// Encrypted login: client turns (bursts of records after a server answer) after the TLS
     /// handshake. In TDS 7.x the first turn is LOGIN7; in strict mode PRELOGIN, then LOGIN7.
     client_turns: u8,
+    /// Encrypted login: bytes of the server's records answering LOGIN7 (saturating).
+    answer_bytes: u16,
     f: Flags,
 }
 
@@ -283,6 +292,8 @@ flags! {
     finished_client / set_finished_client = 19;
     finished_server / set_finished_server = 20;
     client_payload / set_client_payload = 21;
+    last_event_server / set_last_event_server = 22;
+    handshake_alert_server / set_handshake_alert_server = 23;
 }
 
 impl Flags {
@@ -337,6 +348,7 @@ impl Handshake {
             last_event: None,
             handshake_alert: None,
             client_turns: 0,
+            answer_bytes: 0,
             f: {
                 let mut f = Flags::default();
                 f.set_whole(info.roles_from_syn);
@@ -352,6 +364,30 @@ impl Handshake {
             .max(1)
     }
 
+    fn last_event(&self) -> Option<(Side, Last)> {
+        let side = if self.f.last_event_server() {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        self.last_event.map(|what| (side, what))
+    }
+
+    /// The first fatal (or encrypted) alert before the TLS handshake completed.
+    fn handshake_alert(&self) -> Option<(Side, Option<u8>)> {
+        let side = if self.f.handshake_alert_server() {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        self.handshake_alert.map(|desc| (side, desc))
+    }
+
+    fn set_handshake_alert(&mut self, side: Side, description: Option<u8>) {
+        self.handshake_alert = Some(description);
+        self.f.set_handshake_alert_server(side == Side::Server);
+    }
+
     fn closed(&self) -> bool {
         self.first_fin.is_some() || self.first_rst.is_some()
     }
@@ -364,7 +400,8 @@ impl Handshake {
 
     fn note(&mut self, side: Side, what: Last, ts: When) {
         if !self.closed() {
-            self.last_event = Some((side, what));
+            self.last_event = Some(what);
+            self.f.set_last_event_server(side == Side::Server);
             self.t.last_event = self.at(ts);
         }
     }
@@ -628,7 +665,7 @@ impl Handshake {
                 }
                 // A warning (close_notify, …) is not a handshake failure signal.
                 if !self.f.tls_completed() && self.handshake_alert.is_none() && level != Some(1) {
-                    self.handshake_alert = Some((side, description));
+                    self.set_handshake_alert(side, description);
                 }
                 self.note(side, Last::Alert, ts);
             }
@@ -667,7 +704,9 @@ impl Handshake {
                 Side::Client if self.f.server_flight() => {
                     if len == TLS13_ENCRYPTED_ALERT_LEN {
                         // The size of an encrypted alert, not of a Finished (≥ 53 bytes).
-                        self.handshake_alert.get_or_insert((side, None));
+                        if self.handshake_alert.is_none() {
+                            self.set_handshake_alert(side, None);
+                        }
                         self.note(side, Last::EncryptedAlert, ts);
                         return;
                     }
@@ -701,6 +740,10 @@ impl Handshake {
             Side::Server => {
                 if self.client_turns > 0 {
                     self.f.set_server_spoke(true);
+                }
+                if self.f.login7() && self.client_turns == login_turn {
+                    let len = u16::try_from(len).unwrap_or(u16::MAX);
+                    self.answer_bytes = self.answer_bytes.saturating_add(len);
                 }
                 if self.f.login7() && !self.f.answered() {
                     self.login_answered(ts);
@@ -795,7 +838,7 @@ impl Handshake {
 
     /// "1.0 ms after the server's Certificate", from the last protocol event to `at`.
     fn after_last(&self, at: u32) -> String {
-        match self.last_event {
+        match self.last_event() {
             Some((side, what)) => format!(
                 "{} after the {}'s {}",
                 us_text(at.saturating_sub(self.t.last_event)),
@@ -882,6 +925,41 @@ impl Handshake {
             );
         }
 
+        // The negotiation table says one side closes, and one did before any TLS or login answer
+        // (a client may still push its ClientHello or LOGIN7 into the half-closed connection).
+        let closed_at_prelogin = self.close_stage.is_some_and(|st| st <= Stage::Prelogin);
+        if self.encryption_mismatch()
+            && (closed_at_prelogin || self.client_hello.is_none())
+            && !self.f.answered()
+        {
+            let name = |p: Option<&Prelogin>| Self::setting(p).map_or("?", |e| e.as_str());
+            return (
+                Reason::EncryptionMismatch,
+                format!(
+                    "client ENCRYPT_{} vs server ENCRYPT_{}; {}",
+                    name(self.client_prelogin()),
+                    name(self.server_prelogin()),
+                    self.close_text(c)
+                ),
+            );
+        }
+        // PRELOGIN sent, and the server closed on it without a PRELOGIN response: a TDS 7.x server
+        // always answers PRELOGIN; a TDS 8.0 strict-only one expects a ClientHello first.
+        if self.mode == Mode::Tds7
+            && self.client_prelogin().is_some()
+            && self.server_prelogin().is_none()
+            && !self.f.server_payload()
+            && c.side == Side::Server
+        {
+            return (
+                Reason::StrictMismatch,
+                format!(
+                    "server closed on the PRELOGIN without answering it, as a TDS 8.0 \
+                     strict-only server does; {}",
+                    self.close_text(c)
+                ),
+            );
+        }
         match self.stage {
             Stage::Prelogin => {
                 if self.encryption_mismatch() {
@@ -917,17 +995,21 @@ impl Handshake {
                         ),
                     );
                 }
+                // Primer §4: with the login response encrypted, a failure is "a small server
+                // response, then close". A LOGINACK answer (environment changes, messages,
+                // LOGINACK, DONE) takes several hundred bytes; an ERROR and its DONE, far fewer.
                 if !self.f.login7_clear()
                     && self.f.answered()
-                    && c.side == Side::Server
-                    && self.encryption() == Encryption::Full
+                    && self.answer_bytes > 0
+                    && self.answer_bytes < SMALL_LOGIN_ANSWER
                 {
                     return (
                         Reason::LoginFailed,
                         format!(
-                            "encrypted LOGIN7 answered, then server {} with no request from the \
-                             client (the login response is encrypted: its error number is hidden)",
-                            c.kind()
+                            "encrypted LOGIN7 answered with only {} bytes, then {} with no \
+                             request (an error answer; encryption hides its number)",
+                            self.answer_bytes,
+                            self.close_text(c)
                         ),
                     );
                 }
@@ -954,7 +1036,7 @@ impl Handshake {
         let client_max = client_max.unwrap_or(std::borrow::Cow::Borrowed("?"));
         let server_ccs = self.f.ccs(Side::Server);
 
-        if let Some((side, desc)) = self.handshake_alert {
+        if let Some((side, desc)) = self.handshake_alert() {
             let name = desc.map_or_else(|| "encrypted".to_string(), tls::alert_name);
             let alert = format!("{side} alert {name}");
             if side == Side::Server && self.server_hello.is_none() {
@@ -1901,6 +1983,71 @@ mod tests {
         let mut r = Run::new(true);
         r.connect().tcp(TcpEvent::Data(C)).tcp(TcpEvent::Fin(C));
         assert!(!r.finish(EndCause::Closed).probe);
+    }
+
+    #[test]
+    fn encrypted_login_error_is_a_small_answer_then_close() {
+        // A small answer to the encrypted LOGIN7, then the client closes without a request.
+        let mut r = Run::new(true);
+        r.connect().prelogin(1, 1).tls12_complete(ECDHE).app(C);
+        r.tls(S, TlsEvent::ApplicationData { len: 130 })
+            .tcp(TcpEvent::Fin(C));
+        let v = r.finish(EndCause::Closed);
+        assert_eq!(
+            (v.outcome, v.reason, v.stage),
+            (Outcome::Failed, Some(Reason::LoginFailed), Stage::Login)
+        );
+        assert!(v.evidence.contains("only 130 bytes"), "{}", v.evidence);
+        // A LOGINACK-sized answer and a client that leaves at once: nothing says the login failed.
+        let mut r = Run::new(true);
+        r.connect().prelogin(1, 1).tls12_complete(ECDHE).app(C);
+        r.tls(S, TlsEvent::ApplicationData { len: 640 })
+            .tcp(TcpEvent::Fin(C));
+        assert_eq!(r.finish(EndCause::Closed).reason, Some(Reason::Closed));
+    }
+
+    #[test]
+    fn encryption_mismatch_survives_bytes_pushed_into_the_closing_connection() {
+        // Client NOT_SUP, server REQ and FIN; the client still sends its ClientHello.
+        let mut r = Run::new(true);
+        r.connect()
+            .prelogin(2, 3)
+            .tcp(TcpEvent::Fin(S))
+            .client_hello(tls::TLS12)
+            .tcp(TcpEvent::Fin(C));
+        let v = r.finish(EndCause::Closed);
+        assert_eq!(v.reason, Some(Reason::EncryptionMismatch), "{}", v.evidence);
+    }
+
+    #[test]
+    fn a_server_closing_on_prelogin_without_answer_is_strict_only() {
+        let mut r = Run::new(true);
+        r.connect().tds(
+            C,
+            TdsEvent::Prelogin(Prelogin {
+                encryption: Some(0),
+                ..Default::default()
+            }),
+        );
+        r.tcp(TcpEvent::Fin(S));
+        let v = r.finish(EndCause::Closed);
+        assert_eq!(
+            (v.reason, v.stage),
+            (Some(Reason::StrictMismatch), Stage::Prelogin),
+            "{}",
+            v.evidence
+        );
+        // The client giving up first says nothing of the server.
+        let mut r = Run::new(true);
+        r.connect().tds(
+            C,
+            TdsEvent::Prelogin(Prelogin {
+                encryption: Some(0),
+                ..Default::default()
+            }),
+        );
+        r.tcp(TcpEvent::Fin(C));
+        assert_eq!(r.finish(EndCause::Closed).reason, Some(Reason::Closed));
     }
 
     #[test]
