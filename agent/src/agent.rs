@@ -151,12 +151,14 @@ fn capture_loop(
     }
 }
 
-/// Adds the pipeline's counters grown since the last call to the metrics.
+/// Adds the pipeline's counters grown since the last call to the metrics, and sets the
+/// open-connection gauge from the pipeline's counts (one pass over its (server, stage) pairs).
 fn publish(pipeline: &Pipeline, metrics: &Metrics, published: &mut RunSummary) {
     let mut now = RunSummary::default();
     pipeline.add_to_summary(&mut now);
     metrics.observe_run(&now.since(published));
     *published = now;
+    metrics.set_open(&pipeline.open_by_server_stage());
 }
 
 fn wall_clock() -> Timestamp {

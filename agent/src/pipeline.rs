@@ -1,7 +1,9 @@
 //! The pipeline: wires the stages together for one stream of frames (decode → conntrack → tds → tls
 //! → handshake → verdict). It runs the same under `analyze` and under the live agent; threads,
 //! servers and files stay outside. It owns the per-connection [`Session`] that conntrack keeps: the
-//! state machine plus, while the handshake runs, the protocol parsers of both directions.
+//! state machine plus, while the handshake runs, the protocol parsers of both directions; and the
+//! count of connections tracked now by server and stage ([`Pipeline::open_by_server_stage`]), kept
+//! as sessions start, advance and end, never by scanning the table.
 
 use crate::capture::{Frame, Timestamp};
 use crate::config::{Config, Limits};
@@ -10,7 +12,8 @@ use crate::decode::{self, DecodeError};
 use crate::handshake::{Handshake, Shared, TcpEvent, When};
 use crate::tds::{TdsEvent, TdsStream};
 use crate::tls::TlsStream;
-use crate::verdict::Verdict;
+use crate::verdict::{Stage, Verdict};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -44,10 +47,53 @@ impl Parsers {
     }
 }
 
+/// Connections tracked now, by server and stage: one entry per pair with at least one connection,
+/// so at most as many entries as the table holds connections (a handful per server in practice).
+#[derive(Debug, Default)]
+pub struct OpenCounts {
+    counts: HashMap<(SocketAddr, Stage), u64>,
+}
+
+impl OpenCounts {
+    fn add(&mut self, server: SocketAddr, stage: Stage) {
+        *self.counts.entry((server, stage)).or_insert(0) += 1;
+    }
+
+    fn remove(&mut self, server: SocketAddr, stage: Stage) {
+        if let Some(n) = self.counts.get_mut(&(server, stage)) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(&(server, stage));
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(SocketAddr, Stage, u64)> {
+        let mut v: Vec<_> = self
+            .counts
+            .iter()
+            .map(|(&(server, stage), &n)| (server, stage, n))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// What the sessions of a table share: the handshake's caches, and the open-connection counts
+/// (changed by the sessions as their stage moves, and by the pipeline as connections end; one
+/// thread, so the cell is never contended).
+#[derive(Default)]
+pub struct TableShared {
+    handshake: Shared,
+    open: RefCell<OpenCounts>,
+}
+
 /// What conntrack keeps per connection.
 pub struct Session {
     machine: Handshake,
     parsers: Option<Box<Parsers>>,
+    /// The stage this connection is counted under in [`OpenCounts`] (none before its first event).
+    counted: Option<Stage>,
 }
 
 impl Session {
@@ -55,6 +101,7 @@ impl Session {
         Session {
             machine: Handshake::new(info),
             parsers: Some(Box::new(Parsers::new(limits))),
+            counted: None,
         }
     }
 
@@ -87,11 +134,11 @@ impl Session {
 }
 
 impl conntrack::Session for Session {
-    type Shared = Shared;
+    type Shared = TableShared;
 
     fn on_event(
         &mut self,
-        shared: &mut Shared,
+        table: &mut TableShared,
         ts: Timestamp,
         info: &ConnInfo,
         event: StreamEvent<'_>,
@@ -100,6 +147,7 @@ impl conntrack::Session for Session {
             ts,
             first_seen: info.first_seen,
         };
+        let shared = &mut table.handshake;
         match event {
             StreamEvent::Syn => self.machine.on_tcp(ts, TcpEvent::Syn),
             StreamEvent::SynAck => self.machine.on_tcp(ts, TcpEvent::SynAck),
@@ -107,6 +155,15 @@ impl conntrack::Session for Session {
             StreamEvent::Gap { side, len } => self.on_gap(shared, ts, side, len),
             StreamEvent::Fin { side } => self.machine.on_tcp(ts, TcpEvent::Fin(side)),
             StreamEvent::Rst { side, ttl } => self.machine.on_tcp(ts, TcpEvent::Rst { side, ttl }),
+        }
+        let stage = self.machine.stage();
+        if self.counted != Some(stage) {
+            let open = table.open.get_mut();
+            if let Some(before) = self.counted {
+                open.remove(info.server, before);
+            }
+            open.add(info.server, stage);
+            self.counted = Some(stage);
         }
         if self.machine.done() {
             self.parsers = None;
@@ -155,7 +212,7 @@ impl Pipeline {
     pub fn new(config: &Config) -> Self {
         Pipeline {
             limits: config.limits.clone(),
-            table: ConnTable::new(&config.limits, &config.ports, Shared::default()),
+            table: ConnTable::new(&config.limits, &config.ports, TableShared::default()),
             ended: Vec::new(),
             stats: PipelineStats::default(),
             now: Timestamp(0),
@@ -206,6 +263,13 @@ impl Pipeline {
     }
 
     fn emit(&mut self, out: &mut dyn FnMut(Verdict)) {
+        if let Ok(mut open) = self.table.shared().open.try_borrow_mut() {
+            for e in &self.ended {
+                if let Some(stage) = e.session.counted {
+                    open.remove(e.info.server, stage);
+                }
+            }
+        }
         for ended in self.ended.drain(..) {
             let Ended {
                 info,
@@ -260,6 +324,17 @@ impl Pipeline {
         &self.stats
     }
 
+    /// Connections tracked now, by server and stage (pairs with none left out), sorted. Costs one
+    /// pass over the distinct (server, stage) pairs, not over the table: call it per scrape or tick.
+    pub fn open_by_server_stage(&self) -> Vec<(SocketAddr, Stage, u64)> {
+        self.table
+            .shared()
+            .open
+            .try_borrow()
+            .map(|o| o.snapshot())
+            .unwrap_or_default()
+    }
+
     pub fn conntrack_stats(&self) -> &conntrack::ConntrackStats {
         self.table.stats()
     }
@@ -282,5 +357,119 @@ impl Pipeline {
             summary.first_ts = Some(summary.first_ts.map_or(first, |t| t.min(first)));
             summary.last_ts = Some(summary.last_ts.map_or(self.now, |t| t.max(self.now)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{FrameSource, LinkType};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+
+    /// A bare IPv4/TCP packet (LINKTYPE_RAW) with no payload.
+    fn tcp(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        p.extend_from_slice(&src.ip().octets());
+        p.extend_from_slice(&dst.ip().octets());
+        p.extend_from_slice(&src.port().to_be_bytes());
+        p.extend_from_slice(&dst.port().to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ack.to_be_bytes());
+        p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p
+    }
+
+    fn feed(p: &mut Pipeline, ms: u64, packet: &[u8], verdicts: &mut Vec<Verdict>) {
+        let frame = Frame {
+            ts: Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000),
+            link: LinkType::Raw,
+            data: packet,
+            wire_len: u32::try_from(packet.len()).unwrap_or(u32::MAX),
+            interface: 0,
+        };
+        p.on_frame(&frame, &mut |v| verdicts.push(v));
+    }
+
+    fn addr(a: [u8; 4], port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(a), port)
+    }
+
+    #[test]
+    fn open_counts_follow_start_advance_and_end() {
+        let mut p = Pipeline::new(&Config::default());
+        let mut verdicts = Vec::new();
+        let s1 = addr([10, 0, 0, 1], 1433);
+        let s2 = addr([10, 0, 0, 2], 1433);
+        let c = |port| addr([10, 0, 1, 1], port);
+        assert!(p.open_by_server_stage().is_empty());
+
+        feed(&mut p, 0, &tcp(c(40001), s1, 100, 0, SYN), &mut verdicts);
+        feed(&mut p, 1, &tcp(c(40002), s1, 200, 0, SYN), &mut verdicts);
+        feed(&mut p, 2, &tcp(c(40003), s2, 300, 0, SYN), &mut verdicts);
+        assert_eq!(
+            p.open_by_server_stage(),
+            vec![(s1.into(), Stage::Syn, 2), (s2.into(), Stage::Syn, 1)]
+        );
+
+        // One of s1's connections is answered: it moves from syn to connected.
+        feed(
+            &mut p,
+            3,
+            &tcp(s1, c(40001), 900, 101, SYN | ACK),
+            &mut verdicts,
+        );
+        assert_eq!(
+            p.open_by_server_stage(),
+            vec![
+                (s1.into(), Stage::Syn, 1),
+                (s1.into(), Stage::Connected, 1),
+                (s2.into(), Stage::Syn, 1)
+            ]
+        );
+
+        // s2 refuses its connection: it ends and leaves the counts.
+        feed(
+            &mut p,
+            4,
+            &tcp(s2, c(40003), 0, 301, RST | ACK),
+            &mut verdicts,
+        );
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(
+            p.open_by_server_stage(),
+            vec![(s1.into(), Stage::Syn, 1), (s1.into(), Stage::Connected, 1)]
+        );
+
+        // End of input: every connection gets its verdict, nothing is left open.
+        p.finish(&mut |v| verdicts.push(v));
+        assert_eq!(verdicts.len(), 3);
+        assert!(p.open_by_server_stage().is_empty());
+    }
+
+    #[test]
+    fn open_counts_stay_within_the_table_and_end_at_zero() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/mixed.pcap");
+        let mut source = crate::capture::file::FileSource::open(&path).expect("samples/mixed.pcap");
+        let mut p = Pipeline::new(&Config::default());
+        let mut verdicts = 0u64;
+        let mut peak = 0u64;
+        let mut stages = std::collections::HashSet::new();
+        while let Some(frame) = source.next_frame().expect("sample reads") {
+            p.on_frame(&frame, &mut |_| verdicts += 1);
+            let open = p.open_by_server_stage();
+            let total: u64 = open.iter().map(|&(_, _, n)| n).sum();
+            assert!(total <= p.table.len() as u64, "{total} > {}", p.table.len());
+            assert!(open.iter().all(|&(_, _, n)| n > 0));
+            stages.extend(open.iter().map(|&(_, stage, _)| stage));
+            peak = peak.max(total);
+        }
+        p.finish(&mut |_| verdicts += 1);
+        assert!(p.open_by_server_stage().is_empty());
+        assert!(peak > 0 && verdicts > 0);
+        assert!(stages.len() >= 3, "stages seen open: {stages:?}");
     }
 }
