@@ -47,53 +47,38 @@ impl Parsers {
     }
 }
 
-/// Connections tracked now, by server and stage: one entry per pair with at least one connection,
-/// so at most as many entries as the table holds connections (a handful per server in practice).
+/// Connection counts by server and stage, signed: the pipeline's keeps +1 per connection created
+/// (at its first stage) and −1 per connection ended (at its last); the sessions' keeps the moves
+/// between stages since the pipeline last folded them in. Pairs at zero are removed, so the
+/// pipeline's holds at most one entry per (server, stage) with connections open.
 #[derive(Debug, Default)]
-pub struct OpenCounts {
-    counts: HashMap<(SocketAddr, Stage), u64>,
+struct OpenCounts {
+    counts: HashMap<(SocketAddr, Stage), i64>,
 }
 
 impl OpenCounts {
-    fn add(&mut self, server: SocketAddr, stage: Stage) {
-        *self.counts.entry((server, stage)).or_insert(0) += 1;
-    }
-
-    fn remove(&mut self, server: SocketAddr, stage: Stage) {
-        if let Some(n) = self.counts.get_mut(&(server, stage)) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.counts.remove(&(server, stage));
-            }
+    fn add(&mut self, server: SocketAddr, stage: Stage, delta: i64) {
+        let n = self.counts.entry((server, stage)).or_insert(0);
+        *n += delta;
+        if *n == 0 {
+            self.counts.remove(&(server, stage));
         }
-    }
-
-    fn snapshot(&self) -> Vec<(SocketAddr, Stage, u64)> {
-        let mut v: Vec<_> = self
-            .counts
-            .iter()
-            .map(|(&(server, stage), &n)| (server, stage, n))
-            .collect();
-        v.sort_unstable();
-        v
     }
 }
 
-/// What the sessions of a table share: the handshake's caches, and the open-connection counts
-/// (changed by the sessions as their stage moves, and by the pipeline as connections end; one
-/// thread, so the cell is never contended).
+/// What the sessions of a table share: the handshake's caches, and the stage moves not yet
+/// folded into the pipeline's counts (one thread: the cell is never contended; sessions reach it
+/// through `&mut`, the pipeline between packets).
 #[derive(Default)]
 pub struct TableShared {
     handshake: Shared,
-    open: RefCell<OpenCounts>,
+    moves: RefCell<OpenCounts>,
 }
 
 /// What conntrack keeps per connection.
 pub struct Session {
     machine: Handshake,
     parsers: Option<Box<Parsers>>,
-    /// The stage this connection is counted under in [`OpenCounts`] (none before its first event).
-    counted: Option<Stage>,
 }
 
 impl Session {
@@ -101,7 +86,6 @@ impl Session {
         Session {
             machine: Handshake::new(info),
             parsers: Some(Box::new(Parsers::new(limits))),
-            counted: None,
         }
     }
 
@@ -148,6 +132,7 @@ impl conntrack::Session for Session {
             first_seen: info.first_seen,
         };
         let shared = &mut table.handshake;
+        let before = self.machine.stage();
         match event {
             StreamEvent::Syn => self.machine.on_tcp(ts, TcpEvent::Syn),
             StreamEvent::SynAck => self.machine.on_tcp(ts, TcpEvent::SynAck),
@@ -156,14 +141,11 @@ impl conntrack::Session for Session {
             StreamEvent::Fin { side } => self.machine.on_tcp(ts, TcpEvent::Fin(side)),
             StreamEvent::Rst { side, ttl } => self.machine.on_tcp(ts, TcpEvent::Rst { side, ttl }),
         }
-        let stage = self.machine.stage();
-        if self.counted != Some(stage) {
-            let open = table.open.get_mut();
-            if let Some(before) = self.counted {
-                open.remove(info.server, before);
-            }
-            open.add(info.server, stage);
-            self.counted = Some(stage);
+        let after = self.machine.stage();
+        if after != before {
+            let moves = table.moves.get_mut();
+            moves.add(info.server, before, -1);
+            moves.add(info.server, after, 1);
         }
         if self.machine.done() {
             self.parsers = None;
@@ -206,6 +188,8 @@ pub struct Pipeline {
     last_expire: Timestamp,
     /// Certificate signature hash per server, from connections where it travelled in clear.
     server_cert_hash: HashMap<SocketAddr, &'static str>,
+    /// Connections tracked now by server and stage, but for the moves in [`TableShared`].
+    open: OpenCounts,
 }
 
 impl Pipeline {
@@ -219,6 +203,7 @@ impl Pipeline {
             first_ts: None,
             last_expire: Timestamp(0),
             server_cert_hash: HashMap::new(),
+            open: OpenCounts::default(),
         }
     }
 
@@ -232,11 +217,15 @@ impl Pipeline {
         match decode::decode(frame.link, frame.data) {
             Ok(seg) => {
                 self.stats.segments += 1;
-                let limits = &self.limits;
+                let (limits, open) = (&self.limits, &mut self.open);
                 self.table.process(
                     ts,
                     &seg,
-                    &mut |info| Session::new(info, limits),
+                    &mut |info| {
+                        let session = Session::new(info, limits);
+                        open.add(info.server, session.machine.stage(), 1);
+                        session
+                    },
                     &mut self.ended,
                 );
             }
@@ -263,12 +252,9 @@ impl Pipeline {
     }
 
     fn emit(&mut self, out: &mut dyn FnMut(Verdict)) {
-        if let Ok(mut open) = self.table.shared().open.try_borrow_mut() {
-            for e in &self.ended {
-                if let Some(stage) = e.session.counted {
-                    open.remove(e.info.server, stage);
-                }
-            }
+        self.fold_moves();
+        for e in &self.ended {
+            self.open.add(e.info.server, e.session.machine.stage(), -1);
         }
         for ended in self.ended.drain(..) {
             let Ended {
@@ -324,15 +310,34 @@ impl Pipeline {
         &self.stats
     }
 
+    /// Folds the stage moves the sessions made into the pipeline's counts.
+    fn fold_moves(&mut self) {
+        if let Ok(mut moves) = self.table.shared().moves.try_borrow_mut() {
+            for ((server, stage), delta) in moves.counts.drain() {
+                self.open.add(server, stage, delta);
+            }
+        }
+    }
+
     /// Connections tracked now, by server and stage (pairs with none left out), sorted. Costs one
-    /// pass over the distinct (server, stage) pairs, not over the table: call it per scrape or tick.
+    /// pass over the distinct (server, stage) pairs with connections open (and the moves since the
+    /// last connection ended), not over the table: call it per scrape or tick.
     pub fn open_by_server_stage(&self) -> Vec<(SocketAddr, Stage, u64)> {
-        self.table
-            .shared()
-            .open
-            .try_borrow()
-            .map(|o| o.snapshot())
-            .unwrap_or_default()
+        let mut all = OpenCounts {
+            counts: self.open.counts.clone(),
+        };
+        if let Ok(moves) = self.table.shared().moves.try_borrow() {
+            for (&(server, stage), &delta) in &moves.counts {
+                all.add(server, stage, delta);
+            }
+        }
+        let mut v: Vec<_> = all
+            .counts
+            .into_iter()
+            .filter_map(|((server, stage), n)| Some((server, stage, u64::try_from(n).ok()?)))
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     pub fn conntrack_stats(&self) -> &conntrack::ConntrackStats {
