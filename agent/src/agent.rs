@@ -89,7 +89,15 @@ pub fn run(settings: &Settings) -> Result<(), AgentError> {
         let all = settings.event_log.all_connections;
         std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(&mut source, Pipeline::new(&config), &state, events, all))
+            .spawn(move || {
+                capture_loop(
+                    &mut source,
+                    Pipeline::with_open_counts(&config),
+                    &state,
+                    events,
+                    all,
+                )
+            })
             .map_err(AgentError::Runtime)?
     };
 

@@ -3,7 +3,8 @@
 //! servers and files stay outside. It owns the per-connection [`Session`] that conntrack keeps: the
 //! state machine plus, while the handshake runs, the protocol parsers of both directions; and the
 //! count of connections tracked now by server and stage ([`Pipeline::open_by_server_stage`]), kept
-//! as sessions start, advance and end, never by scanning the table.
+//! as sessions start, advance and end, never by scanning the table, when the pipeline is made with
+//! [`Pipeline::with_open_counts`] (the live agent; `analyze` does not pay for it).
 
 use crate::capture::{Frame, Timestamp};
 use crate::config::{Config, Limits};
@@ -53,7 +54,7 @@ impl Parsers {
 /// pipeline's holds at most one entry per (server, stage) with connections open.
 #[derive(Debug, Default)]
 struct OpenCounts {
-    counts: HashMap<(SocketAddr, Stage), i64>,
+    counts: HashMap<(SocketAddr, Stage), i64, ahash::RandomState>,
 }
 
 impl OpenCounts {
@@ -73,6 +74,8 @@ impl OpenCounts {
 pub struct TableShared {
     handshake: Shared,
     moves: RefCell<OpenCounts>,
+    /// Sessions record their moves (the pipeline keeps open counts).
+    count_open: bool,
 }
 
 /// What conntrack keeps per connection.
@@ -142,7 +145,7 @@ impl conntrack::Session for Session {
             StreamEvent::Rst { side, ttl } => self.machine.on_tcp(ts, TcpEvent::Rst { side, ttl }),
         }
         let after = self.machine.stage();
-        if after != before {
+        if after != before && table.count_open {
             let moves = table.moves.get_mut();
             moves.add(info.server, before, -1);
             moves.add(info.server, after, 1);
@@ -188,22 +191,37 @@ pub struct Pipeline {
     last_expire: Timestamp,
     /// Certificate signature hash per server, from connections where it travelled in clear.
     server_cert_hash: HashMap<SocketAddr, &'static str>,
-    /// Connections tracked now by server and stage, but for the moves in [`TableShared`].
-    open: OpenCounts,
+    /// Connections tracked now by server and stage, but for the moves in [`TableShared`]; kept
+    /// only by a pipeline made with [`Pipeline::with_open_counts`].
+    open: Option<OpenCounts>,
 }
 
 impl Pipeline {
     pub fn new(config: &Config) -> Self {
+        Self::make(config, false)
+    }
+
+    /// A pipeline that also keeps the count of connections tracked now by server and stage
+    /// ([`Pipeline::open_by_server_stage`]): a few map updates per connection.
+    pub fn with_open_counts(config: &Config) -> Self {
+        Self::make(config, true)
+    }
+
+    fn make(config: &Config, count_open: bool) -> Self {
+        let shared = TableShared {
+            count_open,
+            ..TableShared::default()
+        };
         Pipeline {
             limits: config.limits.clone(),
-            table: ConnTable::new(&config.limits, &config.ports, TableShared::default()),
+            table: ConnTable::new(&config.limits, &config.ports, shared),
             ended: Vec::new(),
             stats: PipelineStats::default(),
             now: Timestamp(0),
             first_ts: None,
             last_expire: Timestamp(0),
             server_cert_hash: HashMap::new(),
-            open: OpenCounts::default(),
+            open: count_open.then(OpenCounts::default),
         }
     }
 
@@ -223,7 +241,9 @@ impl Pipeline {
                     &seg,
                     &mut |info| {
                         let session = Session::new(info, limits);
-                        open.add(info.server, session.machine.stage(), 1);
+                        if let Some(open) = open.as_mut() {
+                            open.add(info.server, session.machine.stage(), 1);
+                        }
                         session
                     },
                     &mut self.ended,
@@ -252,9 +272,13 @@ impl Pipeline {
     }
 
     fn emit(&mut self, out: &mut dyn FnMut(Verdict)) {
-        self.fold_moves();
-        for e in &self.ended {
-            self.open.add(e.info.server, e.session.machine.stage(), -1);
+        if self.open.is_some() {
+            self.fold_moves();
+            if let Some(open) = self.open.as_mut() {
+                for e in &self.ended {
+                    open.add(e.info.server, e.session.machine.stage(), -1);
+                }
+            }
         }
         for ended in self.ended.drain(..) {
             let Ended {
@@ -312,19 +336,27 @@ impl Pipeline {
 
     /// Folds the stage moves the sessions made into the pipeline's counts.
     fn fold_moves(&mut self) {
-        if let Ok(mut moves) = self.table.shared().moves.try_borrow_mut() {
-            for ((server, stage), delta) in moves.counts.drain() {
-                self.open.add(server, stage, delta);
-            }
+        let (Some(open), Ok(mut moves)) = (
+            self.open.as_mut(),
+            self.table.shared().moves.try_borrow_mut(),
+        ) else {
+            return;
+        };
+        for ((server, stage), delta) in moves.counts.drain() {
+            open.add(server, stage, delta);
         }
     }
 
     /// Connections tracked now, by server and stage (pairs with none left out), sorted. Costs one
     /// pass over the distinct (server, stage) pairs with connections open (and the moves since the
     /// last connection ended), not over the table: call it per scrape or tick.
+    /// Empty for a pipeline made with [`Pipeline::new`].
     pub fn open_by_server_stage(&self) -> Vec<(SocketAddr, Stage, u64)> {
+        let Some(open) = self.open.as_ref() else {
+            return Vec::new();
+        };
         let mut all = OpenCounts {
-            counts: self.open.counts.clone(),
+            counts: open.counts.clone(),
         };
         if let Ok(moves) = self.table.shared().moves.try_borrow() {
             for (&(server, stage), &delta) in &moves.counts {
@@ -405,7 +437,7 @@ mod tests {
 
     #[test]
     fn open_counts_follow_start_advance_and_end() {
-        let mut p = Pipeline::new(&Config::default());
+        let mut p = Pipeline::with_open_counts(&Config::default());
         let mut verdicts = Vec::new();
         let s1 = addr([10, 0, 0, 1], 1433);
         let s2 = addr([10, 0, 0, 2], 1433);
@@ -456,10 +488,26 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_pipeline_keeps_no_open_counts() {
+        let mut p = Pipeline::new(&Config::default());
+        let mut verdicts = Vec::new();
+        let s1 = addr([10, 0, 0, 1], 1433);
+        feed(
+            &mut p,
+            0,
+            &tcp(addr([10, 0, 1, 1], 40001), s1, 100, 0, SYN),
+            &mut verdicts,
+        );
+        assert_eq!(p.table.len(), 1);
+        assert!(p.open_by_server_stage().is_empty());
+        assert!(p.table.shared().moves.borrow().counts.is_empty());
+    }
+
+    #[test]
     fn open_counts_stay_within_the_table_and_end_at_zero() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/mixed.pcap");
         let mut source = crate::capture::file::FileSource::open(&path).expect("samples/mixed.pcap");
-        let mut p = Pipeline::new(&Config::default());
+        let mut p = Pipeline::with_open_counts(&Config::default());
         let mut verdicts = 0u64;
         let mut peak = 0u64;
         let mut stages = std::collections::HashSet::new();
