@@ -92,7 +92,15 @@ pub fn run(settings: &Settings) -> Result<(), AgentError> {
         let all = settings.event_log.all_connections;
         std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(&mut source, Pipeline::new(&config), &state, events, all))
+            .spawn(move || {
+                capture_loop(
+                    &mut source,
+                    Pipeline::with_open_counts(&config),
+                    &state,
+                    events,
+                    all,
+                )
+            })
             .map_err(AgentError::Runtime)?
     };
 
@@ -165,12 +173,14 @@ fn capture_loop(
     failure.map_or(Ok(()), Err)
 }
 
-/// Adds the pipeline's counters grown since the last call to the metrics.
+/// Adds the pipeline's counters grown since the last call to the metrics, and sets the
+/// open-connection gauge from the pipeline's counts (one pass over its (server, stage) pairs).
 fn publish(pipeline: &Pipeline, metrics: &Metrics, published: &mut RunSummary) {
     let mut now = RunSummary::default();
     pipeline.add_to_summary(&mut now);
     metrics.observe_run(&now.since(published));
     *published = now;
+    metrics.set_open(&pipeline.open_by_server_stage());
 }
 
 fn wall_clock() -> Timestamp {

@@ -753,6 +753,11 @@ impl Handshake {
         }
     }
 
+    /// The furthest stage reached so far.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
     /// The handshake is decided: only the close matters from now on.
     pub fn done(&self) -> bool {
         self.f.not_tds() || self.stage == Stage::Established || self.f.midstream_traffic()

@@ -1,7 +1,10 @@
 //! The pipeline: wires the stages together for one stream of frames (decode → conntrack → tds → tls
 //! → handshake → verdict). It runs the same under `analyze` and under the live agent; threads,
 //! servers and files stay outside. It owns the per-connection [`Session`] that conntrack keeps: the
-//! state machine plus, while the handshake runs, the protocol parsers of both directions.
+//! state machine plus, while the handshake runs, the protocol parsers of both directions; and the
+//! count of connections tracked now by server and stage ([`Pipeline::open_by_server_stage`]), kept
+//! as sessions start, advance and end, never by scanning the table, when the pipeline is made with
+//! [`Pipeline::with_open_counts`] (the live agent; `analyze` does not pay for it).
 
 use crate::capture::{Frame, Timestamp};
 use crate::config::{Config, Limits};
@@ -10,7 +13,8 @@ use crate::decode::{self, DecodeError};
 use crate::handshake::{Handshake, Shared, TcpEvent, When};
 use crate::tds::{TdsEvent, TdsStream};
 use crate::tls::TlsStream;
-use crate::verdict::Verdict;
+use crate::verdict::{Stage, Verdict};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -42,6 +46,36 @@ impl Parsers {
             ],
         }
     }
+}
+
+/// Connection counts by server and stage, signed: the pipeline's keeps +1 per connection created
+/// (at its first stage) and −1 per connection ended (at its last); the sessions' keeps the moves
+/// between stages since the pipeline last folded them in. Pairs at zero are removed, so the
+/// pipeline's holds at most one entry per (server, stage) with connections open.
+#[derive(Debug, Default)]
+struct OpenCounts {
+    counts: HashMap<(SocketAddr, Stage), i64, ahash::RandomState>,
+}
+
+impl OpenCounts {
+    fn add(&mut self, server: SocketAddr, stage: Stage, delta: i64) {
+        let n = self.counts.entry((server, stage)).or_insert(0);
+        *n += delta;
+        if *n == 0 {
+            self.counts.remove(&(server, stage));
+        }
+    }
+}
+
+/// What the sessions of a table share: the handshake's caches, and the stage moves not yet
+/// folded into the pipeline's counts (one thread: the cell is never contended; sessions reach it
+/// through `&mut`, the pipeline between packets).
+#[derive(Default)]
+pub struct TableShared {
+    handshake: Shared,
+    moves: RefCell<OpenCounts>,
+    /// Sessions record their moves (the pipeline keeps open counts).
+    count_open: bool,
 }
 
 /// What conntrack keeps per connection.
@@ -87,11 +121,11 @@ impl Session {
 }
 
 impl conntrack::Session for Session {
-    type Shared = Shared;
+    type Shared = TableShared;
 
     fn on_event(
         &mut self,
-        shared: &mut Shared,
+        table: &mut TableShared,
         ts: Timestamp,
         info: &ConnInfo,
         event: StreamEvent<'_>,
@@ -100,6 +134,8 @@ impl conntrack::Session for Session {
             ts,
             first_seen: info.first_seen,
         };
+        let shared = &mut table.handshake;
+        let before = self.machine.stage();
         match event {
             StreamEvent::Syn => self.machine.on_tcp(ts, TcpEvent::Syn),
             StreamEvent::SynAck => self.machine.on_tcp(ts, TcpEvent::SynAck),
@@ -107,6 +143,12 @@ impl conntrack::Session for Session {
             StreamEvent::Gap { side, len } => self.on_gap(shared, ts, side, len),
             StreamEvent::Fin { side } => self.machine.on_tcp(ts, TcpEvent::Fin(side)),
             StreamEvent::Rst { side, ttl } => self.machine.on_tcp(ts, TcpEvent::Rst { side, ttl }),
+        }
+        let after = self.machine.stage();
+        if after != before && table.count_open {
+            let moves = table.moves.get_mut();
+            moves.add(info.server, before, -1);
+            moves.add(info.server, after, 1);
         }
         if self.machine.done() {
             self.parsers = None;
@@ -149,19 +191,37 @@ pub struct Pipeline {
     last_expire: Timestamp,
     /// Certificate signature hash per server, from connections where it travelled in clear.
     server_cert_hash: HashMap<SocketAddr, &'static str>,
+    /// Connections tracked now by server and stage, but for the moves in [`TableShared`]; kept
+    /// only by a pipeline made with [`Pipeline::with_open_counts`].
+    open: Option<OpenCounts>,
 }
 
 impl Pipeline {
     pub fn new(config: &Config) -> Self {
+        Self::make(config, false)
+    }
+
+    /// A pipeline that also keeps the count of connections tracked now by server and stage
+    /// ([`Pipeline::open_by_server_stage`]): a few map updates per connection.
+    pub fn with_open_counts(config: &Config) -> Self {
+        Self::make(config, true)
+    }
+
+    fn make(config: &Config, count_open: bool) -> Self {
+        let shared = TableShared {
+            count_open,
+            ..TableShared::default()
+        };
         Pipeline {
             limits: config.limits.clone(),
-            table: ConnTable::new(&config.limits, &config.ports, Shared::default()),
+            table: ConnTable::new(&config.limits, &config.ports, shared),
             ended: Vec::new(),
             stats: PipelineStats::default(),
             now: Timestamp(0),
             first_ts: None,
             last_expire: Timestamp(0),
             server_cert_hash: HashMap::new(),
+            open: count_open.then(OpenCounts::default),
         }
     }
 
@@ -175,11 +235,17 @@ impl Pipeline {
         match decode::decode(frame.link, frame.data) {
             Ok(seg) => {
                 self.stats.segments += 1;
-                let limits = &self.limits;
+                let (limits, open) = (&self.limits, &mut self.open);
                 self.table.process(
                     ts,
                     &seg,
-                    &mut |info| Session::new(info, limits),
+                    &mut |info| {
+                        let session = Session::new(info, limits);
+                        if let Some(open) = open.as_mut() {
+                            open.add(info.server, session.machine.stage(), 1);
+                        }
+                        session
+                    },
                     &mut self.ended,
                 );
             }
@@ -206,6 +272,14 @@ impl Pipeline {
     }
 
     fn emit(&mut self, out: &mut dyn FnMut(Verdict)) {
+        if self.open.is_some() {
+            self.fold_moves();
+            if let Some(open) = self.open.as_mut() {
+                for e in &self.ended {
+                    open.add(e.info.server, e.session.machine.stage(), -1);
+                }
+            }
+        }
         for ended in self.ended.drain(..) {
             let Ended {
                 info,
@@ -260,6 +334,44 @@ impl Pipeline {
         &self.stats
     }
 
+    /// Folds the stage moves the sessions made into the pipeline's counts.
+    fn fold_moves(&mut self) {
+        let (Some(open), Ok(mut moves)) = (
+            self.open.as_mut(),
+            self.table.shared().moves.try_borrow_mut(),
+        ) else {
+            return;
+        };
+        for ((server, stage), delta) in moves.counts.drain() {
+            open.add(server, stage, delta);
+        }
+    }
+
+    /// Connections tracked now, by server and stage (pairs with none left out), sorted. Costs one
+    /// pass over the distinct (server, stage) pairs with connections open (and the moves since the
+    /// last connection ended), not over the table: call it per scrape or tick.
+    /// Empty for a pipeline made with [`Pipeline::new`].
+    pub fn open_by_server_stage(&self) -> Vec<(SocketAddr, Stage, u64)> {
+        let Some(open) = self.open.as_ref() else {
+            return Vec::new();
+        };
+        let mut all = OpenCounts {
+            counts: open.counts.clone(),
+        };
+        if let Ok(moves) = self.table.shared().moves.try_borrow() {
+            for (&(server, stage), &delta) in &moves.counts {
+                all.add(server, stage, delta);
+            }
+        }
+        let mut v: Vec<_> = all
+            .counts
+            .into_iter()
+            .filter_map(|((server, stage), n)| Some((server, stage, u64::try_from(n).ok()?)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn conntrack_stats(&self) -> &conntrack::ConntrackStats {
         self.table.stats()
     }
@@ -282,5 +394,135 @@ impl Pipeline {
             summary.first_ts = Some(summary.first_ts.map_or(first, |t| t.min(first)));
             summary.last_ts = Some(summary.last_ts.map_or(self.now, |t| t.max(self.now)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{FrameSource, LinkType};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+
+    /// A bare IPv4/TCP packet (LINKTYPE_RAW) with no payload.
+    fn tcp(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        p.extend_from_slice(&src.ip().octets());
+        p.extend_from_slice(&dst.ip().octets());
+        p.extend_from_slice(&src.port().to_be_bytes());
+        p.extend_from_slice(&dst.port().to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ack.to_be_bytes());
+        p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p
+    }
+
+    fn feed(p: &mut Pipeline, ms: u64, packet: &[u8], verdicts: &mut Vec<Verdict>) {
+        let frame = Frame {
+            ts: Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000),
+            link: LinkType::Raw,
+            data: packet,
+            wire_len: u32::try_from(packet.len()).unwrap_or(u32::MAX),
+            interface: 0,
+        };
+        p.on_frame(&frame, &mut |v| verdicts.push(v));
+    }
+
+    fn addr(a: [u8; 4], port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(a), port)
+    }
+
+    #[test]
+    fn open_counts_follow_start_advance_and_end() {
+        let mut p = Pipeline::with_open_counts(&Config::default());
+        let mut verdicts = Vec::new();
+        let s1 = addr([10, 0, 0, 1], 1433);
+        let s2 = addr([10, 0, 0, 2], 1433);
+        let c = |port| addr([10, 0, 1, 1], port);
+        assert!(p.open_by_server_stage().is_empty());
+
+        feed(&mut p, 0, &tcp(c(40001), s1, 100, 0, SYN), &mut verdicts);
+        feed(&mut p, 1, &tcp(c(40002), s1, 200, 0, SYN), &mut verdicts);
+        feed(&mut p, 2, &tcp(c(40003), s2, 300, 0, SYN), &mut verdicts);
+        assert_eq!(
+            p.open_by_server_stage(),
+            vec![(s1.into(), Stage::Syn, 2), (s2.into(), Stage::Syn, 1)]
+        );
+
+        // One of s1's connections is answered: it moves from syn to connected.
+        feed(
+            &mut p,
+            3,
+            &tcp(s1, c(40001), 900, 101, SYN | ACK),
+            &mut verdicts,
+        );
+        assert_eq!(
+            p.open_by_server_stage(),
+            vec![
+                (s1.into(), Stage::Syn, 1),
+                (s1.into(), Stage::Connected, 1),
+                (s2.into(), Stage::Syn, 1)
+            ]
+        );
+
+        // s2 refuses its connection: it ends and leaves the counts.
+        feed(
+            &mut p,
+            4,
+            &tcp(s2, c(40003), 0, 301, RST | ACK),
+            &mut verdicts,
+        );
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(
+            p.open_by_server_stage(),
+            vec![(s1.into(), Stage::Syn, 1), (s1.into(), Stage::Connected, 1)]
+        );
+
+        // End of input: every connection gets its verdict, nothing is left open.
+        p.finish(&mut |v| verdicts.push(v));
+        assert_eq!(verdicts.len(), 3);
+        assert!(p.open_by_server_stage().is_empty());
+    }
+
+    #[test]
+    fn a_plain_pipeline_keeps_no_open_counts() {
+        let mut p = Pipeline::new(&Config::default());
+        let mut verdicts = Vec::new();
+        let s1 = addr([10, 0, 0, 1], 1433);
+        feed(
+            &mut p,
+            0,
+            &tcp(addr([10, 0, 1, 1], 40001), s1, 100, 0, SYN),
+            &mut verdicts,
+        );
+        assert_eq!(p.table.len(), 1);
+        assert!(p.open_by_server_stage().is_empty());
+        assert!(p.table.shared().moves.borrow().counts.is_empty());
+    }
+
+    #[test]
+    fn open_counts_stay_within_the_table_and_end_at_zero() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/mixed.pcap");
+        let mut source = crate::capture::file::FileSource::open(&path).expect("samples/mixed.pcap");
+        let mut p = Pipeline::with_open_counts(&Config::default());
+        let mut verdicts = 0u64;
+        let mut peak = 0u64;
+        let mut stages = std::collections::HashSet::new();
+        while let Some(frame) = source.next_frame().expect("sample reads") {
+            p.on_frame(&frame, &mut |_| verdicts += 1);
+            let open = p.open_by_server_stage();
+            let total: u64 = open.iter().map(|&(_, _, n)| n).sum();
+            assert!(total <= p.table.len() as u64, "{total} > {}", p.table.len());
+            assert!(open.iter().all(|&(_, _, n)| n > 0));
+            stages.extend(open.iter().map(|&(_, stage, _)| stage));
+            peak = peak.max(total);
+        }
+        p.finish(&mut |_| verdicts += 1);
+        assert!(p.open_by_server_stage().is_empty());
+        assert!(peak > 0 && verdicts > 0);
+        assert!(stages.len() >= 3, "stages seen open: {stages:?}");
     }
 }

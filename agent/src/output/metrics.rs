@@ -9,6 +9,10 @@
 //! version, cipher suite, alert description, login error number, certificate subject, issuer,
 //! signature algorithm and key size) keeps the first [`caps`] distinct values and folds the rest
 //! into `"other"`. There is no client address label.
+//!
+//! One family is not fed from verdicts: the gauge `tds_connections_open{server, stage}`, set from
+//! the pipeline's snapshot of the connections it tracks now ([`Metrics::set_open`]) on each tick of
+//! the live agent.
 
 use super::RunSummary;
 use crate::verdict::{Encryption, LoginResult, Outcome, Side, Stage, Verdict};
@@ -19,6 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 /// Bounds on the label values.
@@ -105,6 +110,12 @@ struct FailureLabels {
     server: String,
     stage: &'static str,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpenLabels {
+    server: String,
+    stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -227,6 +238,9 @@ pub struct Metrics {
     certificate_not_after: Family<ServerLabels, Gauge>,
     /// The certificate series each server shows now, so a new certificate replaces the old one.
     latest_certificate: Mutex<HashMap<String, CertificateLabels>>,
+    connections_open: Family<OpenLabels, Gauge>,
+    /// The open-connection series set by the last [`Metrics::set_open`] (to zero those gone).
+    open_series: Mutex<HashSet<OpenLabels>>,
     run: RunCounters,
 }
 
@@ -257,6 +271,8 @@ impl Metrics {
             certificate_info: Family::default(),
             certificate_not_after: Family::default(),
             latest_certificate: Mutex::new(HashMap::new()),
+            connections_open: Family::default(),
+            open_series: Mutex::new(HashSet::new()),
             run: RunCounters::default(),
         };
         m.register()
@@ -328,6 +344,11 @@ impl Metrics {
             "tds_server_certificate_not_after_seconds",
             "End of validity of the server's latest leaf certificate, seconds since the epoch",
             self.certificate_not_after.clone(),
+        );
+        r.register(
+            "tds_connections_open",
+            "SQL Server connections tracked now, by the stage they reached",
+            self.connections_open.clone(),
         );
         let run = &self.run;
         let counters: [(&str, &str, &Counter); 9] = [
@@ -608,6 +629,32 @@ impl Metrics {
         r.gaps.inc_by(s.gaps);
         r.non_tds_flows.inc_by(s.non_tds_flows);
         r.evicted.inc_by(s.evicted);
+    }
+
+    /// Sets `tds_connections_open` from a snapshot of the connections tracked now (server, stage,
+    /// count). Servers go through the same cap as the counters (beyond it they add up under
+    /// `server="other"`); a series present before and absent now is set to 0 rather than removed,
+    /// so a scrape never sees a family half rewritten. Costs one pass over the snapshot.
+    pub fn set_open(&self, open: &[(SocketAddr, Stage, u64)]) {
+        let mut now: HashMap<OpenLabels, i64> = HashMap::new();
+        for &(server, stage, n) in open {
+            let labels = OpenLabels {
+                server: self.servers.label(&server.to_string()),
+                stage: stage.as_str(),
+            };
+            let v = now.entry(labels).or_insert(0);
+            *v = v.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let mut series = self.open_series.lock().unwrap_or_else(|e| e.into_inner());
+        for (labels, n) in &now {
+            self.connections_open.get_or_create(labels).set(*n);
+        }
+        for labels in series.iter() {
+            if !now.contains_key(labels) {
+                self.connections_open.get_or_create(labels).set(0);
+            }
+        }
+        series.extend(now.into_keys());
     }
 
     /// Every family in the OpenMetrics text format, ending with `# EOF`.
@@ -1096,6 +1143,68 @@ mod tests {
         ] {
             has(&s, line);
         }
+    }
+
+    #[test]
+    fn open_connections_gauge_follows_the_snapshots_under_the_server_cap() {
+        let m = Metrics::new(&MetricsConfig { max_servers: 2 });
+        let a: SocketAddr = "10.0.0.1:1433".parse().expect("address");
+        let b: SocketAddr = "10.0.0.2:1433".parse().expect("address");
+        let c: SocketAddr = "10.0.0.3:1433".parse().expect("address");
+        let d: SocketAddr = "10.0.0.4:1433".parse().expect("address");
+        m.set_open(&[
+            (a, Stage::Syn, 3),
+            (a, Stage::Established, 40),
+            (b, Stage::TlsHandshake, 2),
+            (c, Stage::Syn, 5),
+            (d, Stage::Syn, 7),
+        ]);
+        let s = samples(&m);
+        assert!(m.encode().contains("# TYPE tds_connections_open gauge\n"));
+        has(
+            &s,
+            r#"tds_connections_open{server="10.0.0.1:1433",stage="syn"} 3"#,
+        );
+        has(
+            &s,
+            r#"tds_connections_open{server="10.0.0.1:1433",stage="established"} 40"#,
+        );
+        has(
+            &s,
+            r#"tds_connections_open{server="10.0.0.2:1433",stage="tls_handshake"} 2"#,
+        );
+        // Servers beyond the cap add up under "other".
+        has(&s, r#"tds_connections_open{server="other",stage="syn"} 12"#);
+        assert_eq!(
+            s.iter()
+                .filter(|l| l.starts_with("tds_connections_open{"))
+                .count(),
+            4
+        );
+
+        // The next snapshot: series gone are zero, the others take the new values.
+        m.set_open(&[(a, Stage::Established, 41)]);
+        let s = samples(&m);
+        has(
+            &s,
+            r#"tds_connections_open{server="10.0.0.1:1433",stage="established"} 41"#,
+        );
+        has(
+            &s,
+            r#"tds_connections_open{server="10.0.0.1:1433",stage="syn"} 0"#,
+        );
+        has(
+            &s,
+            r#"tds_connections_open{server="10.0.0.2:1433",stage="tls_handshake"} 0"#,
+        );
+        has(&s, r#"tds_connections_open{server="other",stage="syn"} 0"#);
+
+        // The same cap as the verdict counters: a verdict for c counts as "other".
+        m.observe(&established("10.0.0.3:1433"));
+        has(
+            &samples(&m),
+            r#"tds_connections_total{server="other",encryption="login_only",outcome="established"} 1"#,
+        );
     }
 
     #[test]
