@@ -50,3 +50,14 @@ cargo test --workspace --locked 2>&1 | tee /tmp/tdswatch-test.log
 
 log "end-to-end: live agent, real clients, real Prometheus"
 tests/e2e/prometheus.sh
+
+log "client matrix: today's real clients into a fresh directory, checked against expected.tsv"
+matrix_dir=$(mktemp -d /tmp/tdswatch-matrix-run.XXXXXX)
+trap 'rm -rf "$matrix_dir"' EXIT
+TDSWATCH_CORPUS_DIR=$matrix_dir tests/matrix/run.sh
+TDSWATCH_CORPUS_DIR=$matrix_dir cargo test -q --locked -p tdswatch --test corpus -- --nocapture \
+    2>&1 | tee /tmp/tdswatch-matrix.log
+grep -E '^matrix: [0-9]+ passed, 0 failed$' /tmp/tdswatch-matrix.log
+
+log "intermittent DHE: 2 000 handshakes against dhe_reset_fraction"
+tests/matrix/dhe-intermittent.sh

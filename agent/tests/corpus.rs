@@ -7,6 +7,11 @@
 //! connections in the order they started). `-` means "not checked", `none` means "absent" (JSON
 //! null). The matrix runs the responder on port 14331, so the analysis adds that port.
 //!
+//! `TDSWATCH_CORPUS_DIR` names another directory to check instead of `tests/corpus/`: `tests/run.sh`
+//! runs the whole matrix with today's clients into a temporary directory and checks it with the
+//! same expectations. The test then prints `matrix: N passed, M failed` (captures whose every
+//! checked field matches, and the others); over the committed corpus it prints `corpus: …`.
+//!
 //! `divergences.tsv` lists the fields where tdswatch disagrees with an expectation that is kept
 //! (with the reason). Such a field must show exactly the listed value; a listed divergence that no
 //! longer occurs fails the test too, so the list cannot go stale.
@@ -113,9 +118,16 @@ fn divergences() -> BTreeMap<(String, usize, String), String> {
     out
 }
 
-fn captures() -> Vec<String> {
-    let dir = root().join("tests/corpus");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+/// The directory checked: `TDSWATCH_CORPUS_DIR` when set (and not empty), else `tests/corpus/`.
+fn corpus_dir() -> (PathBuf, &'static str) {
+    match std::env::var_os("TDSWATCH_CORPUS_DIR") {
+        Some(d) if !d.is_empty() => (PathBuf::from(d), "matrix"),
+        _ => (root().join("tests/corpus"), "corpus"),
+    }
+}
+
+fn captures(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -168,7 +180,8 @@ fn spelled(v: &Value) -> String {
 #[test]
 fn every_capture_in_the_corpus_gives_its_expected_verdicts() {
     let expected = expectations();
-    let files = captures();
+    let (dir, label) = corpus_dir();
+    let files = captures(&dir);
     assert!(
         files.len() >= 25,
         "the corpus should hold at least 25 captures, has {}",
@@ -193,10 +206,13 @@ fn every_capture_in_the_corpus_gives_its_expected_verdicts() {
     let mut checked = 0usize;
     let mut matched = 0usize;
     let mut mismatches = Vec::new();
+    let mut failed_captures = 0usize;
     for file in &files {
-        let verdicts = analyze(&root().join("tests/corpus").join(file));
+        let verdicts = analyze(&dir.join(file));
         let rows = &expected[file];
+        let mismatches_before = mismatches.len();
         if verdicts.len() != rows.len() {
+            failed_captures += 1;
             mismatches.push(format!(
                 "{file}: {} connections, expected {}",
                 verdicts.len(),
@@ -228,6 +244,9 @@ fn every_capture_in_the_corpus_gives_its_expected_verdicts() {
                 }
             }
         }
+        if mismatches.len() > mismatches_before {
+            failed_captures += 1;
+        }
     }
     let stale: Vec<_> = known
         .keys()
@@ -238,9 +257,14 @@ fn every_capture_in_the_corpus_gives_its_expected_verdicts() {
         "divergences.tsv rows that no longer occur (delete them): {stale:?}"
     );
     eprintln!(
-        "{matched} of {checked} expected fields match over {} captures; {} known divergences (divergences.tsv)",
+        "{matched} of {checked} expected fields match over {} captures in {}; {} known divergences (divergences.tsv)",
         files.len(),
+        dir.display(),
         seen_divergences.len()
+    );
+    eprintln!(
+        "{label}: {} passed, {failed_captures} failed",
+        files.len() - failed_captures
     );
     assert!(
         mismatches.is_empty(),

@@ -2,14 +2,15 @@
 # Regenerates the committed corpus (tests/corpus/<client>__<scenario>.pcap): installs the real
 # clients, then for each scenario starts tds-responder on 127.0.0.1:$PORT with the scenario's
 # settings, captures loopback with tcpdump, runs the client, and stops both. Needs root (tcpdump).
-# Not run by tests/run.sh (it installs from pip/npm and takes minutes); agent/tests/corpus.rs
-# checks the committed captures against tests/matrix/expected.tsv.
+# agent/tests/corpus.rs checks the committed captures against tests/matrix/expected.tsv; tests/run.sh
+# also runs the whole matrix into a temporary directory and checks that (today's clients).
 # Usage: tests/matrix/run.sh [FILTER]   (FILTER: only scenarios whose file name contains it)
+# TDSWATCH_CORPUS_DIR: where the captures go (default tests/corpus; created if missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 matrix=$root/tests/matrix
-corpus=$root/tests/corpus
+corpus=${TDSWATCH_CORPUS_DIR:-$root/tests/corpus}
 filter=${1:-}
 PORT=14331   # agent/tests/corpus.rs analyzes with --port 14331
 log() { printf '== %s\n' "$*" >&2; }
@@ -283,4 +284,4 @@ jtds dhe_rst_after_cke --encryption on "${DHE[@]}" --fault rst_after_client_key_
 jtds cert_rejected --encryption on "${T12[@]}" -- MX_SSL=authenticate JAVA_OPTS=
 jtds rst_after_login7 --encryption on "${T12[@]}" --fault rst_after_login7 -- MX_SSL=require JAVA_OPTS=
 
-log "corpus: $(ls "$corpus" | wc -l) captures in tests/corpus"
+log "corpus: $(ls "$corpus" | wc -l) captures in $corpus"
