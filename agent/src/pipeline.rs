@@ -14,7 +14,6 @@ use crate::handshake::{Handshake, Shared, TcpEvent, When};
 use crate::tds::{TdsEvent, TdsStream};
 use crate::tls::TlsStream;
 use crate::verdict::{Stage, Verdict};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -68,12 +67,11 @@ impl OpenCounts {
 }
 
 /// What the sessions of a table share: the handshake's caches, and the stage moves not yet
-/// folded into the pipeline's counts (one thread: the cell is never contended; sessions reach it
-/// through `&mut`, the pipeline between packets).
+/// folded into the pipeline's counts.
 #[derive(Default)]
 pub struct TableShared {
     handshake: Shared,
-    moves: RefCell<OpenCounts>,
+    moves: OpenCounts,
     /// Sessions record their moves (the pipeline keeps open counts).
     count_open: bool,
 }
@@ -146,7 +144,7 @@ impl conntrack::Session for Session {
         }
         let after = self.machine.stage();
         if after != before && table.count_open {
-            let moves = table.moves.get_mut();
+            let moves = &mut table.moves;
             moves.add(info.server, before, -1);
             moves.add(info.server, after, 1);
         }
@@ -336,13 +334,10 @@ impl Pipeline {
 
     /// Folds the stage moves the sessions made into the pipeline's counts.
     fn fold_moves(&mut self) {
-        let (Some(open), Ok(mut moves)) = (
-            self.open.as_mut(),
-            self.table.shared().moves.try_borrow_mut(),
-        ) else {
+        let Some(open) = self.open.as_mut() else {
             return;
         };
-        for ((server, stage), delta) in moves.counts.drain() {
+        for ((server, stage), delta) in self.table.shared_mut().moves.counts.drain() {
             open.add(server, stage, delta);
         }
     }
@@ -358,10 +353,8 @@ impl Pipeline {
         let mut all = OpenCounts {
             counts: open.counts.clone(),
         };
-        if let Ok(moves) = self.table.shared().moves.try_borrow() {
-            for (&(server, stage), &delta) in &moves.counts {
-                all.add(server, stage, delta);
-            }
+        for (&(server, stage), &delta) in &self.table.shared().moves.counts {
+            all.add(server, stage, delta);
         }
         let mut v: Vec<_> = all
             .counts
@@ -500,7 +493,7 @@ mod tests {
         );
         assert_eq!(p.table.len(), 1);
         assert!(p.open_by_server_stage().is_empty());
-        assert!(p.table.shared().moves.borrow().counts.is_empty());
+        assert!(p.table.shared().moves.counts.is_empty());
     }
 
     #[test]

@@ -620,6 +620,11 @@ impl<S: Session> ConnTable<S> {
         &self.shared
     }
 
+    /// What the sessions share, to change between segments.
+    pub fn shared_mut(&mut self) -> &mut S::Shared {
+        &mut self.shared
+    }
+
     pub fn stats(&self) -> &ConntrackStats {
         &self.stats
     }
