@@ -94,12 +94,6 @@ impl<T: Hash + Eq> Interner<T> {
         }
         shared
     }
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
 }
 
 /// The PRELOGIN options of both sides of a connection, as seen.
@@ -761,11 +755,6 @@ impl Handshake {
     /// The handshake is decided: only the close matters from now on.
     pub fn done(&self) -> bool {
         self.f.not_tds() || self.stage == Stage::Established || self.f.midstream_traffic()
-    }
-
-    /// The flow turned out not to be TDS 7+.
-    pub fn not_tds(&self) -> bool {
-        self.f.not_tds()
     }
 
     /// The server certificate's signature hash, when one was seen (shared across connections by the

@@ -328,10 +328,6 @@ impl Pipeline {
         self.emit(out);
     }
 
-    pub fn stats(&self) -> &PipelineStats {
-        &self.stats
-    }
-
     /// Folds the stage moves the sessions made into the pipeline's counts.
     fn fold_moves(&mut self) {
         let Some(open) = self.open.as_mut() else {
@@ -365,8 +361,8 @@ impl Pipeline {
         v
     }
 
-    pub fn conntrack_stats(&self) -> &conntrack::ConntrackStats {
-        self.table.stats()
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
     }
 
     /// Adds this pipeline's counters (frames, segments, decode errors, duplicates, non-TDS flows …)
