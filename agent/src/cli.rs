@@ -45,7 +45,7 @@ const RUN_ABOUT: &str =
     "Captures SQL Server traffic on this host's interfaces (every up interface by \
 default, picking up new ones as they appear), gives every connection its verdict, and serves the \
 counts as Prometheus metrics on http://ADDRESS/metrics, with /-/healthy and /-/ready. Needs the \
-CAP_NET_RAW and CAP_NET_ADMIN capabilities (or root). SIGTERM or SIGINT stops it cleanly.
+CAP_NET_RAW capability (or root). SIGTERM or SIGINT stops it cleanly.
 
 Example:
   sudo tdswatch run --web.listen-address=:9433

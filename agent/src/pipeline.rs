@@ -12,7 +12,7 @@ use crate::conntrack::{self, ConnInfo, ConnTable, Ended, Interest, Side, StreamE
 use crate::decode::{self, DecodeError};
 use crate::handshake::{Handshake, Shared, TcpEvent, When};
 use crate::tds::{TdsEvent, TdsStream};
-use crate::tls::TlsStream;
+use crate::tls::{TlsEvent, TlsStream};
 use crate::verdict::{Stage, Verdict};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +74,16 @@ pub struct TableShared {
     moves: OpenCounts,
     /// Sessions record their moves (the pipeline keeps open counts).
     count_open: bool,
+    parse_errors: ParseErrors,
+}
+
+/// Streams whose bytes stopped parsing, by layer (the decode layer's are the pipeline's own).
+#[derive(Debug, Default, Clone, Copy)]
+struct ParseErrors {
+    /// Bytes at a packet boundary that are neither TDS nor TLS (`TdsEvent::NotTds`).
+    tds: u64,
+    /// TLS records or handshake messages that did not parse (`TlsEvent::Malformed`).
+    tls: u64,
 }
 
 /// What conntrack keeps per connection.
@@ -90,7 +100,14 @@ impl Session {
         }
     }
 
-    fn on_data(&mut self, shared: &mut Shared, ts: When, side: Side, bytes: &[u8]) {
+    fn on_data(
+        &mut self,
+        shared: &mut Shared,
+        errors: &mut ParseErrors,
+        ts: When,
+        side: Side,
+        bytes: &[u8],
+    ) {
         let i = side.index();
         self.machine.on_tcp(ts, TcpEvent::Data(side));
         let Some(parsers) = self.parsers.as_deref_mut() else {
@@ -101,9 +118,19 @@ impl Session {
         let machine = &mut self.machine;
         tds.feed(bytes, &mut |ev| match ev {
             TdsEvent::TlsData { bytes, .. } => {
-                tls.feed(bytes, &mut |tev| machine.on_tls(ts, side, tev));
+                tls.feed(bytes, &mut |tev| {
+                    if matches!(tev, TlsEvent::Malformed { .. }) {
+                        errors.tls += 1;
+                    }
+                    machine.on_tls(ts, side, tev);
+                });
             }
-            other => machine.on_tds(ts, side, &other, shared),
+            other => {
+                if matches!(other, TdsEvent::NotTds) {
+                    errors.tds += 1;
+                }
+                machine.on_tds(ts, side, &other, shared);
+            }
         });
     }
 
@@ -132,12 +159,12 @@ impl conntrack::Session for Session {
             ts,
             first_seen: info.first_seen,
         };
-        let shared = &mut table.handshake;
+        let (shared, errors) = (&mut table.handshake, &mut table.parse_errors);
         let before = self.machine.stage();
         match event {
             StreamEvent::Syn => self.machine.on_tcp(ts, TcpEvent::Syn),
             StreamEvent::SynAck => self.machine.on_tcp(ts, TcpEvent::SynAck),
-            StreamEvent::Data { side, bytes } => self.on_data(shared, ts, side, bytes),
+            StreamEvent::Data { side, bytes } => self.on_data(shared, errors, ts, side, bytes),
             StreamEvent::Gap { side, len } => self.on_gap(shared, ts, side, len),
             StreamEvent::Fin { side } => self.machine.on_tcp(ts, TcpEvent::Fin(side)),
             StreamEvent::Rst { side, ttl } => self.machine.on_tcp(ts, TcpEvent::Rst { side, ttl }),
@@ -374,11 +401,18 @@ impl Pipeline {
         summary.tcp_segments += s.segments;
         summary.not_tcp += s.not_ip + s.not_tcp + s.unsupported_link + s.fragments;
         summary.decode_errors += s.malformed;
+        let errors = self.table.shared().parse_errors;
+        summary.tds_parse_errors += errors.tds;
+        summary.tls_parse_errors += errors.tls;
+        summary.dropped_segments += c.out_of_window;
+        summary.connections_tracked += c.connections_open;
+        summary.buffered_bytes += c.buffered_bytes;
         summary.duplicates += c.duplicates;
         summary.retransmissions += c.retransmissions;
         summary.gaps += c.gaps;
         summary.non_tds_flows += s.non_tds_flows;
-        summary.evicted += c.evicted_capacity + c.evicted_memory;
+        summary.evicted_capacity += c.evicted_capacity;
+        summary.evicted_memory += c.evicted_memory;
         if let Some(first) = self.first_ts {
             summary.first_ts = Some(summary.first_ts.map_or(first, |t| t.min(first)));
             summary.last_ts = Some(summary.last_ts.map_or(self.now, |t| t.max(self.now)));
@@ -474,6 +508,57 @@ mod tests {
         p.finish(&mut |v| verdicts.push(v));
         assert_eq!(verdicts.len(), 3);
         assert!(p.open_by_server_stage().is_empty());
+    }
+
+    /// `tcp` with a payload (flags PSH|ACK).
+    fn data(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = tcp(src, dst, seq, ack, ACK | 0x08);
+        let total = u16::try_from(p.len() + payload.len()).unwrap_or(u16::MAX);
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn parse_errors_are_counted_by_layer_and_the_gauges_follow_the_table() {
+        let mut p = Pipeline::new(&Config::default());
+        let mut verdicts = Vec::new();
+        let s = addr([10, 0, 0, 1], 1433);
+        let (c1, c2) = (addr([10, 0, 1, 1], 40001), addr([10, 0, 1, 1], 40002));
+        // c1 speaks HTTP to port 1433: the TDS layer gives up on the stream.
+        feed(&mut p, 0, &tcp(c1, s, 100, 0, SYN), &mut verdicts);
+        feed(&mut p, 1, &tcp(s, c1, 900, 101, SYN | ACK), &mut verdicts);
+        feed(
+            &mut p,
+            2,
+            &data(c1, s, 101, 901, b"GET / HTTP/1.1\r\n\r\n"),
+            &mut verdicts,
+        );
+        // c2 opens as TDS 8.0 strict (TLS first) with a ClientHello of 4 bytes (no room for its
+        // 32-byte random): the TLS layer gives up.
+        feed(&mut p, 3, &tcp(c2, s, 500, 0, SYN), &mut verdicts);
+        feed(&mut p, 4, &tcp(s, c2, 700, 501, SYN | ACK), &mut verdicts);
+        let tls = [0x16, 3, 1, 0, 8, 0x01, 0, 0, 4, 3, 3, 0, 0];
+        feed(&mut p, 5, &data(c2, s, 501, 701, &tls), &mut verdicts);
+        // And one frame that is not a whole IPv4 header.
+        feed(&mut p, 6, &[0x45, 0, 0], &mut verdicts);
+
+        let mut summary = crate::output::RunSummary::default();
+        p.add_to_summary(&mut summary);
+        assert_eq!(
+            (
+                summary.decode_errors,
+                summary.tds_parse_errors,
+                summary.tls_parse_errors
+            ),
+            (1, 1, 1),
+            "{summary:?}"
+        );
+        assert_eq!(summary.connections_tracked, 2);
+        p.finish(&mut |v| verdicts.push(v));
+        let mut after = crate::output::RunSummary::default();
+        p.add_to_summary(&mut after);
+        assert_eq!((after.connections_tracked, after.buffered_bytes), (0, 0));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-use tdswatch::capture::live::{InterfaceStats, LiveConfig, LiveSource, StopHandle};
+use tdswatch::capture::live::{InterfaceStats, LiveConfig, LiveSource, Next, StopHandle};
 use tdswatch::capture::{CaptureError, FrameSource, LinkType};
 use tdswatch::config::Config;
 use tdswatch::pipeline::{Pipeline, PipelineStats};
@@ -499,6 +499,67 @@ fn missing_capability_is_named() {
     assert!(line.contains("CAP_NET_RAW"), "{line}");
     assert!(line.contains("lo"), "{line}");
 }
+
+/// CAP_NET_RAW alone is enough to capture: the test runs itself again in a child whose capability
+/// sets lack CAP_NET_ADMIN (and every other capability but CAP_NET_RAW), and that child opens `lo`
+/// and reads a frame. The deployment files (systemd unit, DaemonSet) grant CAP_NET_RAW only.
+#[test]
+fn net_raw_alone_is_enough() {
+    const CHILD: &str = "TDSWATCH_LIVE_NET_RAW_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let cfg = LiveConfig {
+            interfaces: Some(vec!["lo".into()]),
+            ports: vec![PORT_NET_RAW],
+            ..LiveConfig::default()
+        };
+        let mut source = match LiveSource::open(&cfg) {
+            Ok(s) => s,
+            Err(e) => panic!("CAP_NET_RAW alone could not open lo: {e}"),
+        };
+        let listener = std::net::TcpListener::bind(("127.0.0.1", PORT_NET_RAW)).expect("bind");
+        let _client = std::net::TcpStream::connect(("127.0.0.1", PORT_NET_RAW)).expect("connect");
+        let _accepted = listener.accept().expect("accept");
+        let deadline = Instant::now() + STEP;
+        while Instant::now() < deadline {
+            if let Ok(Next::Frame(_)) = source.next_event(Duration::from_millis(100)) {
+                println!("CHILD-CAPTURED");
+                return;
+            }
+        }
+        panic!("no frame captured with CAP_NET_RAW alone");
+    }
+    require_root();
+    let mut ns = Namespaces::default();
+    let n = ns.add("r");
+    let exe = std::env::current_exe().expect("test binary");
+    let exe = exe.to_str().expect("test binary path is UTF-8");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &n,
+            "setpriv",
+            "--bounding-set=-all,+net_raw",
+            "--inh-caps=-all,+net_raw",
+            exe,
+            "--exact",
+            "net_raw_alone_is_enough",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the child under setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-CAPTURED"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The port of [`net_raw_alone_is_enough`]'s connection (in its own namespace).
+const PORT_NET_RAW: u16 = 1433;
 
 /// A listed interface that vanishes does not end the capture; when it comes back it is reopened
 /// under the same number.

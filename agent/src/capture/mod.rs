@@ -102,8 +102,8 @@ pub enum CaptureError {
     #[error("{path}: file ends in the middle of a record at byte {offset}")]
     Truncated { path: String, offset: u64 },
     #[error(
-        "cannot capture on {interface}: permission denied (capturing needs the CAP_NET_RAW and \
-         CAP_NET_ADMIN capabilities): {detail}"
+        "cannot capture on {interface}: permission denied (capturing needs the CAP_NET_RAW \
+         capability, or root): {detail}"
     )]
     Permission { interface: String, detail: String },
 }

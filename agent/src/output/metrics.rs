@@ -190,6 +190,16 @@ struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LayerLabels {
+    layer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -202,12 +212,17 @@ struct RunCounters {
     frames: Counter,
     tcp_segments: Counter,
     not_tcp: Counter,
-    decode_errors: Counter,
+    /// By layer: `decode` (frames), `tds` (streams not TDS), `tls` (records that do not parse).
+    parse_errors: Family<LayerLabels, Counter>,
     duplicates: Counter,
     retransmissions: Counter,
     gaps: Counter,
     non_tds_flows: Counter,
-    evicted: Counter,
+    /// By cause: `capacity` (table full), `memory` (buffered bytes over the cap).
+    evicted: Family<CauseLabels, Counter>,
+    dropped_segments: Counter,
+    connections_tracked: Gauge,
+    buffered_bytes: Gauge,
 }
 
 /// Every family, and the registry that encodes them. Shareable between threads (`&self` methods).
@@ -351,7 +366,7 @@ impl Metrics {
             self.connections_open.clone(),
         );
         let run = &self.run;
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 7] = [
             ("tdswatch_frames", "Frames read", &run.frames),
             (
                 "tdswatch_tcp_segments",
@@ -362,11 +377,6 @@ impl Metrics {
                 "tdswatch_not_tcp_frames",
                 "Frames that were not TCP over IP",
                 &run.not_tcp,
-            ),
-            (
-                "tdswatch_decode_errors",
-                "Frames that could not be decoded",
-                &run.decode_errors,
             ),
             (
                 "tdswatch_duplicate_segments",
@@ -388,15 +398,45 @@ impl Metrics {
                 "Flows on a watched port that were not TDS 7+",
                 &run.non_tds_flows,
             ),
-            (
-                "tdswatch_evicted_connections",
-                "Connections pushed out of the table by its limits",
-                &run.evicted,
-            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
         }
+        r.register(
+            "tdswatch_dropped_segments",
+            "Segments tdswatch itself discarded after capture (too far outside their stream's \
+             window); there is no queue between the capture ring and the pipeline",
+            run.dropped_segments.clone(),
+        );
+        // Every label value exists from the start, at 0, so rate() and alerts see the first one.
+        for layer in ["decode", "tds", "tls"] {
+            let _ = run.parse_errors.get_or_create(&LayerLabels { layer });
+        }
+        r.register(
+            "tdswatch_parse_errors",
+            "Parse errors by layer: decode (frames), tds (streams that stopped parsing as TDS), \
+             tls (records or messages that did not parse)",
+            run.parse_errors.clone(),
+        );
+        for cause in ["capacity", "memory"] {
+            let _ = run.evicted.get_or_create(&CauseLabels { cause });
+        }
+        r.register(
+            "tdswatch_evicted_connections",
+            "Connections pushed out of the table by its limits: capacity (max_connections) or \
+             memory (max_buffered_bytes)",
+            run.evicted.clone(),
+        );
+        r.register(
+            "tdswatch_connections_tracked",
+            "Connections in the connection table now (TDS or not yet known)",
+            run.connections_tracked.clone(),
+        );
+        r.register(
+            "tdswatch_buffered_bytes",
+            "Bytes held in reassembly buffers now",
+            run.buffered_bytes.clone(),
+        );
         let build: Family<VersionLabels, Gauge> = Family::default();
         build
             .get_or_create(&VersionLabels {
@@ -623,12 +663,31 @@ impl Metrics {
         r.frames.inc_by(s.frames);
         r.tcp_segments.inc_by(s.tcp_segments);
         r.not_tcp.inc_by(s.not_tcp);
-        r.decode_errors.inc_by(s.decode_errors);
+        let layers = [
+            ("decode", s.decode_errors),
+            ("tds", s.tds_parse_errors),
+            ("tls", s.tls_parse_errors),
+        ];
+        for (layer, n) in layers {
+            r.parse_errors
+                .get_or_create(&LayerLabels { layer })
+                .inc_by(n);
+        }
         r.duplicates.inc_by(s.duplicates);
         r.retransmissions.inc_by(s.retransmissions);
         r.gaps.inc_by(s.gaps);
         r.non_tds_flows.inc_by(s.non_tds_flows);
-        r.evicted.inc_by(s.evicted);
+        for (cause, n) in [
+            ("capacity", s.evicted_capacity),
+            ("memory", s.evicted_memory),
+        ] {
+            r.evicted.get_or_create(&CauseLabels { cause }).inc_by(n);
+        }
+        r.dropped_segments.inc_by(s.dropped_segments);
+        r.connections_tracked
+            .set(i64::try_from(s.connections_tracked).unwrap_or(i64::MAX));
+        r.buffered_bytes
+            .set(i64::try_from(s.buffered_bytes).unwrap_or(i64::MAX));
     }
 
     /// Sets `tds_connections_open` from a snapshot of the connections tracked now (server, stage,
@@ -1124,22 +1183,39 @@ mod tests {
             retransmissions: 4,
             gaps: 5,
             non_tds_flows: 6,
-            evicted: 7,
+            evicted_capacity: 7,
+            evicted_memory: 1,
+            tds_parse_errors: 3,
+            tls_parse_errors: 4,
+            dropped_segments: 5,
+            connections_tracked: 11,
+            buffered_bytes: 4096,
             ..RunSummary::default()
         };
         m.observe_run(&run);
-        m.observe_run(&run);
+        // Gauges take the latest value; counters add up.
+        m.observe_run(&RunSummary {
+            connections_tracked: 12,
+            buffered_bytes: 100,
+            ..run.clone()
+        });
         let s = samples(&m);
         for line in [
             "tdswatch_frames_total 20",
             "tdswatch_tcp_segments_total 18",
             "tdswatch_not_tcp_frames_total 2",
-            "tdswatch_decode_errors_total 4",
+            r#"tdswatch_parse_errors_total{layer="decode"} 4"#,
+            r#"tdswatch_parse_errors_total{layer="tds"} 6"#,
+            r#"tdswatch_parse_errors_total{layer="tls"} 8"#,
             "tdswatch_duplicate_segments_total 6",
             "tdswatch_retransmitted_segments_total 8",
             "tdswatch_stream_gaps_total 10",
             "tdswatch_non_tds_flows_total 12",
-            "tdswatch_evicted_connections_total 14",
+            r#"tdswatch_evicted_connections_total{cause="capacity"} 14"#,
+            r#"tdswatch_evicted_connections_total{cause="memory"} 2"#,
+            "tdswatch_dropped_segments_total 10",
+            "tdswatch_connections_tracked 12",
+            "tdswatch_buffered_bytes 100",
         ] {
             has(&s, line);
         }
@@ -1219,6 +1295,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tdswatch_frames_total 0\n"), "{text}");
+        // Labelled health counters start at 0 for every label value, so the first one shows up
+        // in rate() and increase().
+        for line in [
+            "tdswatch_parse_errors_total{layer=\"tls\"} 0\n",
+            "tdswatch_evicted_connections_total{cause=\"memory\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{text}");
+        }
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -14,19 +14,39 @@ pub struct RunSummary {
     pub tcp_segments: u64,
     /// Frames that were not TCP over IP, by cause.
     pub not_tcp: u64,
+    /// Frames that could not be decoded (parse errors of the decode layer).
     pub decode_errors: u64,
+    /// Streams on a watched port whose bytes stopped parsing as TDS (parse errors of the tds layer).
+    pub tds_parse_errors: u64,
+    /// TLS records or handshake messages that did not parse (parse errors of the tls layer).
+    pub tls_parse_errors: u64,
     pub duplicates: u64,
     pub retransmissions: u64,
     pub gaps: u64,
     /// Flows on a watched port whose bytes were not TDS 7+ (Sybase TDS 5, TDS 4.2, random bytes).
     pub non_tds_flows: u64,
-    pub evicted: u64,
+    /// Connections pushed out because the table was full.
+    pub evicted_capacity: u64,
+    /// Connections pushed out because buffered bytes went over the total cap.
+    pub evicted_memory: u64,
+    /// Segments the pipeline discarded (too far from the stream's next byte to belong to it).
+    pub dropped_segments: u64,
+    /// Gauge: connections in the table now.
+    pub connections_tracked: u64,
+    /// Gauge: bytes held in reassembly buffers now.
+    pub buffered_bytes: u64,
     pub first_ts: Option<crate::capture::Timestamp>,
     pub last_ts: Option<crate::capture::Timestamp>,
 }
 
 impl RunSummary {
-    /// The counts added since `earlier` (a live agent publishes its counters as they grow).
+    /// Connections pushed out of the table by its limits, whatever the cause.
+    pub fn evicted(&self) -> u64 {
+        self.evicted_capacity + self.evicted_memory
+    }
+
+    /// The counts added since `earlier` (a live agent publishes its counters as they grow); the
+    /// gauges keep their latest value.
     pub fn since(&self, earlier: &RunSummary) -> RunSummary {
         RunSummary {
             files: Vec::new(),
@@ -34,11 +54,26 @@ impl RunSummary {
             tcp_segments: self.tcp_segments.saturating_sub(earlier.tcp_segments),
             not_tcp: self.not_tcp.saturating_sub(earlier.not_tcp),
             decode_errors: self.decode_errors.saturating_sub(earlier.decode_errors),
+            tds_parse_errors: self
+                .tds_parse_errors
+                .saturating_sub(earlier.tds_parse_errors),
+            tls_parse_errors: self
+                .tls_parse_errors
+                .saturating_sub(earlier.tls_parse_errors),
             duplicates: self.duplicates.saturating_sub(earlier.duplicates),
             retransmissions: self.retransmissions.saturating_sub(earlier.retransmissions),
             gaps: self.gaps.saturating_sub(earlier.gaps),
             non_tds_flows: self.non_tds_flows.saturating_sub(earlier.non_tds_flows),
-            evicted: self.evicted.saturating_sub(earlier.evicted),
+            evicted_capacity: self
+                .evicted_capacity
+                .saturating_sub(earlier.evicted_capacity),
+            evicted_memory: self.evicted_memory.saturating_sub(earlier.evicted_memory),
+            dropped_segments: self
+                .dropped_segments
+                .saturating_sub(earlier.dropped_segments),
+            // Gauges: the latest value, not a difference.
+            connections_tracked: self.connections_tracked,
+            buffered_bytes: self.buffered_bytes,
             first_ts: self.first_ts,
             last_ts: self.last_ts,
         }

@@ -1088,14 +1088,17 @@ fn render_notes(out: &mut String, s: &RunSummary, t: &Totals) {
              checks, port scans); not counted as failures\n",
         );
     }
-    let notes: [(&str, u64); 7] = [
+    let notes: [(&str, u64); 10] = [
         ("duplicate frames dropped", s.duplicates),
         ("TCP retransmissions", s.retransmissions),
         ("gaps (bytes not captured)", s.gaps),
         ("frames not TCP/IP", s.not_tcp),
         ("frames that failed to decode", s.decode_errors),
+        ("streams that stopped as TDS", s.tds_parse_errors),
+        ("TLS records that did not parse", s.tls_parse_errors),
+        ("segments out of window", s.dropped_segments),
         ("non-TDS flows on SQL ports", s.non_tds_flows),
-        ("connections evicted (limits)", s.evicted),
+        ("connections evicted (limits)", s.evicted()),
     ];
     if notes.iter().all(|(_, n)| *n == 0) {
         return;
