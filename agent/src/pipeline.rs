@@ -310,8 +310,13 @@ impl Pipeline {
                 info,
                 session,
                 cause,
+                twin,
                 ..
             } = ended;
+            if twin {
+                // The same connection under other addresses: its twin gives the verdict.
+                continue;
+            }
             let machine = session.machine;
             if let Some(hash) = machine.certificate_hash() {
                 if self.server_cert_hash.len() < MAX_REMEMBERED_SERVERS
@@ -405,6 +410,7 @@ impl Pipeline {
         summary.tds_parse_errors += errors.tds;
         summary.tls_parse_errors += errors.tls;
         summary.dropped_segments += c.out_of_window;
+        summary.duplicate_connections += c.twins;
         summary.connections_tracked += c.connections_open;
         summary.buffered_bytes += c.buffered_bytes;
         summary.duplicates += c.duplicates;
@@ -559,6 +565,58 @@ mod tests {
         let mut after = crate::output::RunSummary::default();
         p.add_to_summary(&mut after);
         assert_eq!((after.connections_tracked, after.buffered_bytes), (0, 0));
+    }
+
+    /// One refused-free connection, seen by the pipeline as `client` → `server`: SYN, SYN-ACK,
+    /// the client's FIN, the server's RST.
+    fn short_connection(client: SocketAddrV4, server: SocketAddrV4, isn: u32) -> Vec<Vec<u8>> {
+        vec![
+            tcp(client, server, isn, 0, SYN),
+            tcp(server, client, 7_000, isn + 1, SYN | ACK),
+            tcp(client, server, isn + 1, 7_001, ACK | 0x01),
+            tcp(server, client, 7_001, isn + 2, RST | ACK),
+        ]
+    }
+
+    #[test]
+    fn a_connection_seen_twice_under_nat_gets_one_verdict() {
+        let server = addr([10, 96, 0, 10], 1433);
+        let pod = addr([10, 244, 1, 5], 40001);
+        let node = addr([192, 0, 2, 7], 61001);
+        let real = addr([10, 0, 0, 3], 1433);
+        // The pod veth sees pod → Service address; the uplink sees node → real server (SNAT and
+        // DNAT); both carry the same ISNs. Frames interleave as two interfaces deliver them.
+        let mut p = Pipeline::with_open_counts(&Config::default());
+        let mut verdicts = Vec::new();
+        let (a, b) = (
+            short_connection(pod, server, 1_000),
+            short_connection(node, real, 1_000),
+        );
+        for (i, (fa, fb)) in a.iter().zip(&b).enumerate() {
+            feed(&mut p, 2 * i as u64, fa, &mut verdicts);
+            feed(&mut p, 2 * i as u64 + 1, fb, &mut verdicts);
+        }
+        p.finish(&mut |v| verdicts.push(v));
+        assert_eq!(verdicts.len(), 1, "{verdicts:#?}");
+        assert_eq!(verdicts[0].server, std::net::SocketAddr::from(server));
+        let mut summary = crate::output::RunSummary::default();
+        p.add_to_summary(&mut summary);
+        assert_eq!(summary.duplicate_connections, 1);
+        assert!(p.open_by_server_stage().is_empty());
+
+        // Same ISNs more than the window apart, or other ISNs: two connections.
+        for (gap_ms, isn_b) in [(1_500, 1_000), (0, 2_000)] {
+            let mut p = Pipeline::new(&Config::default());
+            let mut verdicts = Vec::new();
+            for (i, f) in short_connection(pod, server, 1_000).iter().enumerate() {
+                feed(&mut p, i as u64, f, &mut verdicts);
+            }
+            for (i, f) in short_connection(node, real, isn_b).iter().enumerate() {
+                feed(&mut p, gap_ms + 10 + i as u64, f, &mut verdicts);
+            }
+            p.finish(&mut |v| verdicts.push(v));
+            assert_eq!(verdicts.len(), 2, "gap {gap_ms} ms, isn {isn_b}");
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub(super) const CLOSE_ONLY: u8 = 0x04;
 pub(super) const IN_CLOSE_LIST: u8 = 0x08;
 pub(super) const ISN_KNOWN: u8 = 0x10;
 pub(super) const SYNACK_SEEN: u8 = 0x20;
+/// The same connection as another one in the table, seen under other addresses (NAT, a Service
+/// DNAT, the pod veth and the host uplink): muted, ended without a verdict.
+pub(super) const TWIN: u8 = 0x40;
 
 // Conn::dstate[side]
 const HAVE_NEXT: u8 = 0x01;

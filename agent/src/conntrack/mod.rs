@@ -13,7 +13,10 @@ mod tests;
 use crate::capture::Timestamp;
 use crate::config::Limits;
 use crate::decode::Segment;
-use flow::{Conn, Flow, Key, OooLimits, CLOSE_ONLY, IN_CLOSE_LIST, ISN_KNOWN, NIL, ROLES_FROM_SYN};
+use flow::{
+    Conn, Flow, Key, OooLimits, CLOSE_ONLY, IN_CLOSE_LIST, ISN_KNOWN, NIL, ROLES_FROM_SYN,
+    SYNACK_SEEN, TWIN,
+};
 use index::{Index, MAX_ENTRIES};
 use slab::Slab;
 use std::net::SocketAddr;
@@ -122,7 +125,14 @@ pub struct Ended<S> {
     pub session: S,
     pub cause: EndCause,
     pub at: Timestamp,
+    /// The connection was another one's twin (the same TCP connection under other addresses):
+    /// its session was muted at the SYN-ACK and its verdict belongs to the other one.
+    pub twin: bool,
 }
+
+/// Two connections whose (client ISN, server ISN) pair is equal and whose first packets are at
+/// most this far apart are one connection seen twice under other addresses (NAT).
+pub const TWIN_WINDOW_NS: u64 = 1_000_000_000;
 
 /// Counters, all monotonic except the gauges marked so.
 #[derive(Debug, Clone, Default)]
@@ -159,6 +169,8 @@ pub struct ConntrackStats {
     /// Segments (or FINs) too far from the next expected byte to belong to the stream (more than
     /// 1 GiB ahead, or longer than that): dropped.
     pub out_of_window: u64,
+    /// Connections recognised as another's twin (same ISN pair under other addresses): muted.
+    pub twins: u64,
 }
 
 /// One slab slot: a connection and its session (`None` for a free slot).
@@ -239,6 +251,10 @@ pub struct ConnTable<S: Session> {
     clock: u64,
     stats: ConntrackStats,
     shared: S::Shared,
+    /// (client ISN, server ISN) → (slot, first seen) of connections past their SYN-ACK, to find
+    /// twins. Entries are checked against their slot when read (a stale one is ignored) and
+    /// pruned when the map outgrows the table, so it stays within twice the table's size.
+    isn_pairs: std::collections::HashMap<(u32, u32), (u32, u64), ahash::RandomState>,
 }
 
 impl<S: Session> ConnTable<S> {
@@ -277,6 +293,7 @@ impl<S: Session> ConnTable<S> {
             clock: 0,
             stats: ConntrackStats::default(),
             shared,
+            isn_pairs: std::collections::HashMap::default(),
         }
     }
 
@@ -470,6 +487,7 @@ impl<S: Session> ConnTable<S> {
         let Some(session) = slot.session.as_mut() else {
             return;
         };
+        let synack_before = slot.conn.flags & SYNACK_SEEN != 0;
         let mut flow = Flow::new(
             &mut slot.conn,
             session,
@@ -479,6 +497,12 @@ impl<S: Session> ConnTable<S> {
             ts,
         );
         let closed = flow.segment(side, seg);
+        if !synack_before && slot.conn.flags & SYNACK_SEEN != 0 && !closed {
+            self.pair_isns(idx, seg.seq);
+        }
+        let Some(slot) = self.slab.get_mut(idx as usize) else {
+            return;
+        };
         let to_close_list = slot.conn.flags & (CLOSE_ONLY | IN_CLOSE_LIST) == CLOSE_ONLY;
         if closed {
             self.end(idx, EndCause::Closed, ts, ended);
@@ -486,6 +510,53 @@ impl<S: Session> ConnTable<S> {
             slot.conn.flags |= IN_CLOSE_LIST;
             unlink(&mut self.slab, &mut self.lists[PAYLOAD], idx);
             push_tail(&mut self.slab, &mut self.lists[CLOSE], idx);
+        }
+    }
+
+    /// The connection at `idx` just got its SYN-ACK (server ISN `server_isn`): if a connection
+    /// with the same ISN pair, other addresses and a first packet within [`TWIN_WINDOW_NS`] is in
+    /// the table, this one is its twin and is muted (close-only, no verdict); otherwise it is
+    /// recorded for the twins to come.
+    fn pair_isns(&mut self, idx: u32, server_isn: u32) {
+        let Some(conn) = self.slab.get(idx as usize).map(|s| &s.conn) else {
+            return;
+        };
+        if conn.flags & ISN_KNOWN == 0 {
+            return;
+        }
+        let key = (conn.client_isn, server_isn);
+        let first_seen = conn.first_seen;
+        let slab = &self.slab;
+        // An entry is live when its slot still holds the connection it was made for.
+        let live = |&(i, seen): &(u32, u64)| {
+            i != idx
+                && slab.get(i as usize).is_some_and(|s| {
+                    s.session.is_some()
+                        && s.conn.first_seen == seen
+                        && s.conn.client_isn == key.0
+                        && s.conn.flags & TWIN == 0
+                })
+        };
+        match self.isn_pairs.get(&key) {
+            Some(other) if live(other) && other.1.abs_diff(first_seen) <= TWIN_WINDOW_NS => {
+                self.stats.twins += 1;
+                if let Some(slot) = self.slab.get_mut(idx as usize) {
+                    let conn = &mut slot.conn;
+                    conn.flags |= TWIN | CLOSE_ONLY;
+                    let freed = conn.ooo_bytes() as u64;
+                    conn.ooo = None;
+                    self.stats.buffered_bytes = self.stats.buffered_bytes.saturating_sub(freed);
+                }
+            }
+            _ => {
+                if self.isn_pairs.len() >= 2 * self.len.max(1024) {
+                    self.isn_pairs.retain(|_, v| {
+                        slab.get(v.0 as usize)
+                            .is_some_and(|s| s.session.is_some() && s.conn.first_seen == v.1)
+                    });
+                }
+                self.isn_pairs.insert(key, (idx, first_seen));
+            }
         }
     }
 
@@ -543,6 +614,7 @@ impl<S: Session> ConnTable<S> {
         conn.ooo = None;
         conn.session_bytes = 0;
         let info = conn.info();
+        let twin = conn.flags & TWIN != 0;
         let hash = conn.hash(&self.hasher);
         let list = usize::from(conn.flags & IN_CLOSE_LIST != 0);
         let session = slot.session.take();
@@ -571,6 +643,7 @@ impl<S: Session> ConnTable<S> {
                 session,
                 cause,
                 at,
+                twin,
             });
         }
         true

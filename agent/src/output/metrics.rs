@@ -215,6 +215,7 @@ struct RunCounters {
     /// By layer: `decode` (frames), `tds` (streams not TDS), `tls` (records that do not parse).
     parse_errors: Family<LayerLabels, Counter>,
     duplicates: Counter,
+    duplicate_connections: Counter,
     retransmissions: Counter,
     gaps: Counter,
     non_tds_flows: Counter,
@@ -366,7 +367,7 @@ impl Metrics {
             self.connections_open.clone(),
         );
         let run = &self.run;
-        let counters: [(&str, &str, &Counter); 7] = [
+        let counters: [(&str, &str, &Counter); 8] = [
             ("tdswatch_frames", "Frames read", &run.frames),
             (
                 "tdswatch_tcp_segments",
@@ -382,6 +383,12 @@ impl Metrics {
                 "tdswatch_duplicate_segments",
                 "Segments seen twice (captured on two interfaces)",
                 &run.duplicates,
+            ),
+            (
+                "tdswatch_duplicate_connections",
+                "Connections seen a second time under other addresses (NAT: pod veth and host \
+                 uplink, Service DNAT), recognised by their TCP ISN pair and counted once",
+                &run.duplicate_connections,
             ),
             (
                 "tdswatch_retransmitted_segments",
@@ -674,6 +681,7 @@ impl Metrics {
                 .inc_by(n);
         }
         r.duplicates.inc_by(s.duplicates);
+        r.duplicate_connections.inc_by(s.duplicate_connections);
         r.retransmissions.inc_by(s.retransmissions);
         r.gaps.inc_by(s.gaps);
         r.non_tds_flows.inc_by(s.non_tds_flows);

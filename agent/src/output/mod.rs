@@ -21,6 +21,8 @@ pub struct RunSummary {
     /// TLS records or handshake messages that did not parse (parse errors of the tls layer).
     pub tls_parse_errors: u64,
     pub duplicates: u64,
+    /// Connections seen twice under other addresses (NAT): counted once, the copy muted.
+    pub duplicate_connections: u64,
     pub retransmissions: u64,
     pub gaps: u64,
     /// Flows on a watched port whose bytes were not TDS 7+ (Sybase TDS 5, TDS 4.2, random bytes).
@@ -61,6 +63,9 @@ impl RunSummary {
                 .tls_parse_errors
                 .saturating_sub(earlier.tls_parse_errors),
             duplicates: self.duplicates.saturating_sub(earlier.duplicates),
+            duplicate_connections: self
+                .duplicate_connections
+                .saturating_sub(earlier.duplicate_connections),
             retransmissions: self.retransmissions.saturating_sub(earlier.retransmissions),
             gaps: self.gaps.saturating_sub(earlier.gaps),
             non_tds_flows: self.non_tds_flows.saturating_sub(earlier.non_tds_flows),

@@ -1088,8 +1088,9 @@ fn render_notes(out: &mut String, s: &RunSummary, t: &Totals) {
              checks, port scans); not counted as failures\n",
         );
     }
-    let notes: [(&str, u64); 10] = [
+    let notes: [(&str, u64); 11] = [
         ("duplicate frames dropped", s.duplicates),
+        ("connections seen twice (NAT)", s.duplicate_connections),
         ("TCP retransmissions", s.retransmissions),
         ("gaps (bytes not captured)", s.gaps),
         ("frames not TCP/IP", s.not_tcp),
