@@ -134,6 +134,9 @@ pub struct Ended<S> {
 /// most this far apart are one connection seen twice under other addresses (NAT).
 pub const TWIN_WINDOW_NS: u64 = 1_000_000_000;
 
+/// How long a connection's ISN pair stays on hand after its SYN-ACK to be matched by a twin.
+const TWIN_HORIZON_NS: u64 = 2_000_000_000;
+
 /// Counters, all monotonic except the gauges marked so.
 #[derive(Debug, Clone, Default)]
 pub struct ConntrackStats {
@@ -251,10 +254,14 @@ pub struct ConnTable<S: Session> {
     clock: u64,
     stats: ConntrackStats,
     shared: S::Shared,
-    /// (client ISN, server ISN) → (slot, first seen) of connections past their SYN-ACK, to find
-    /// twins. Entries are checked against their slot when read (a stale one is ignored) and
-    /// pruned when the map outgrows the table, so it stays within twice the table's size.
+    /// (client ISN, server ISN) → (slot, first seen) of the connections whose SYN-ACK came in
+    /// the last [`TWIN_HORIZON_NS`], to find twins (whose SYN-ACK is the same packet seen
+    /// elsewhere, moments later). Entries are checked against their slot when read (a stale one
+    /// is ignored); `isn_order` drops them past the horizon, so the map holds a couple of
+    /// seconds' worth of new connections, not the whole table.
     isn_pairs: std::collections::HashMap<(u32, u32), (u32, u64), ahash::RandomState>,
+    /// (inserted at, pair, slot), oldest first.
+    isn_order: std::collections::VecDeque<(u64, (u32, u32), u32)>,
 }
 
 impl<S: Session> ConnTable<S> {
@@ -294,6 +301,7 @@ impl<S: Session> ConnTable<S> {
             stats: ConntrackStats::default(),
             shared,
             isn_pairs: std::collections::HashMap::default(),
+            isn_order: std::collections::VecDeque::new(),
         }
     }
 
@@ -549,13 +557,18 @@ impl<S: Session> ConnTable<S> {
                 }
             }
             _ => {
-                if self.isn_pairs.len() >= 2 * self.len.max(1024) {
-                    self.isn_pairs.retain(|_, v| {
-                        slab.get(v.0 as usize)
-                            .is_some_and(|s| s.session.is_some() && s.conn.first_seen == v.1)
-                    });
+                let horizon = self.clock.saturating_sub(TWIN_HORIZON_NS);
+                while let Some(&(at, old_key, old_idx)) = self.isn_order.front() {
+                    if at >= horizon {
+                        break;
+                    }
+                    self.isn_order.pop_front();
+                    if self.isn_pairs.get(&old_key).is_some_and(|v| v.0 == old_idx) {
+                        self.isn_pairs.remove(&old_key);
+                    }
                 }
                 self.isn_pairs.insert(key, (idx, first_seen));
+                self.isn_order.push_back((self.clock, key, idx));
             }
         }
     }
