@@ -15,35 +15,9 @@ filter=${1:-}
 PORT=14331   # agent/tests/corpus.rs analyzes with --port 14331
 log() { printf '== %s\n' "$*" >&2; }
 
-# --- clients (idempotent, quiet) ---------------------------------------------------------------
-need=()
-for pkg in freetds-bin tcpdump openssl python3-venv nodejs npm libjtds-java default-jdk-headless; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
-done
-# python3/node may come from elsewhere (pyenv, a Node build): only ask apt for what is missing.
-command -v node >/dev/null && need=("${need[@]/nodejs}") && need=("${need[@]/npm}")
-command -v javac >/dev/null && need=("${need[@]/default-jdk-headless}")
-python3 -c 'import venv, ensurepip' 2>/dev/null && need=("${need[@]/python3-venv}")
-need=($(printf '%s\n' "${need[@]}" | grep -v '^$' || true))
-if [ ${#need[@]} -gt 0 ]; then
-    log "apt: ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# --- clients (idempotent, quiet): apt packages, tests/matrix/.venv, tests/matrix/node_modules ----
+"$root/tests/clients/install.sh"
 venv=$matrix/.venv
-if ! "$venv/bin/python" -c 'import pymssql, pytds, OpenSSL, mssql_python' 2>/dev/null; then
-    log "pip: pymssql python-tds pyOpenSSL mssql-python into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'pymssql==2.*' 'python-tds==1.17.*' \
-        pyOpenSSL 'mssql-python==1.*'
-fi
-if [ ! -f "$matrix/node_modules/tedious/package.json" ]; then
-    log "npm: tedious into $matrix/node_modules"
-    npm install --silent --no-audit --no-fund --prefix "$matrix" 'tedious@19' >/dev/null
-fi
-for tool in tsql tcpdump openssl node java timeout; do
-    command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing" >&2; exit 1; }
-done
 
 log "building tds-responder"
 cargo build -q -p tds-responder
