@@ -27,17 +27,22 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# python-tds (with pyOpenSSL for its TLS) for the end-to-end test's second client.
-if ! python3 -c 'import pytds, OpenSSL' 2>/dev/null; then
-    log "installing python-tds pyOpenSSL"
+# PyYAML for the rule checks (deploy/prometheus, the e2e's rule check); usually there already.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    log "installing PyYAML"
     if ! python3 -m pip --version >/dev/null 2>&1; then
         SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
     fi
-    pip=(python3 -m pip install -q --disable-pip-version-check python-tds pyOpenSSL)
+    pip=(python3 -m pip install -q --disable-pip-version-check PyYAML)
     # A Debian system Python refuses plain pip installs (PEP 668).
     "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages
 fi
+
+# The real clients (FreeTDS tsql, python-tds, pymssql, mssql-python / msodbc18, tedious, jTDS)
+# for the end-to-end test and the client matrix.
+log "clients: tests/clients/install.sh"
+tests/clients/install.sh
 
 log "rustfmt"
 cargo fmt --all -- --check
@@ -48,7 +53,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "tests"
 cargo test --workspace --locked 2>&1 | tee /tmp/tdswatch-test.log
 
-log "end-to-end: live agent, real clients, real Prometheus"
+log "alert rules: promtool check (lint) and unit tests, PrometheusRule drift, mutations"
+deploy/prometheus/check.sh
+
+log "dashboards: lint (schema fields, variables, units, metric names, drift)"
+python3 dashboards/check.py lint
+
+log "deployment: systemd unit, kustomize base, Dockerfile, the agent under the unit's capabilities"
+deploy/check.sh
+
+log "end-to-end: live agent, real clients, real Prometheus (with the alert rules and every dashboard query)"
 tests/e2e/prometheus.sh
 
 log "client matrix: today's real clients into a fresh directory, checked against expected.tsv"
