@@ -348,6 +348,9 @@ struct ServerStats {
 }
 
 struct CertSummary {
+    /// The certificate this summary was made from: verdicts share certificate facts by pointer,
+    /// so the same certificate again (the common case) is recognised without comparing text.
+    source: std::sync::Arc<crate::tls::Certificate>,
     subject: String,
     issuer: String,
     signature: String,
@@ -463,16 +466,18 @@ impl ServerStats {
             let expired = i128::from(cert.not_after) * 1_000_000_000 < i128::from(v.last_seen.0);
             // The same certificate as last time (the common case): nothing to rebuild.
             let same = self.certificate.as_ref().is_some_and(|old| {
-                old.not_after_unix == cert.not_after
-                    && old.key_bits == cert.key_bits
-                    && same_clean(&old.subject, &cert.subject)
-                    && same_clean(&old.issuer, &cert.issuer)
+                std::sync::Arc::ptr_eq(&old.source, &cert.0)
+                    || old.not_after_unix == cert.not_after
+                        && old.key_bits == cert.key_bits
+                        && same_clean(&old.subject, &cert.subject)
+                        && same_clean(&old.issuer, &cert.issuer)
             });
             match (&mut self.certificate, same) {
                 (Some(old), true) => old.expired = expired,
                 (old, _) => {
                     self.certificate_changes += 1;
                     *old = Some(CertSummary {
+                        source: std::sync::Arc::clone(&cert.0),
                         subject: clean(&cert.subject),
                         issuer: clean(&cert.issuer),
                         signature: clean(&cert.signature_algorithm),
@@ -795,8 +800,13 @@ impl Tally {
     }
 
     fn add_n(&mut self, key: &str, n: u64) {
-        // Keys are nearly always clean already (suite names, versions): compared as they are, and
-        // cleaned (and copied) only when they need it.
+        // Keys are nearly always clean already (suite names, versions) and already counted: a
+        // key equal to a stored one is clean (stored keys are), so it is looked up as it is
+        // first; only a new or unclean key is checked, cleaned (and copied).
+        if let Some(item) = self.items.iter_mut().find(|(k, _)| k == key) {
+            item.1 += n;
+            return;
+        }
         let key: std::borrow::Cow<'_, str> = if needs_cleaning(key) {
             clean(key).into()
         } else {
