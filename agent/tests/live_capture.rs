@@ -464,34 +464,7 @@ fn missing_capability_is_named() {
         }
         return;
     }
-    require_root();
-    let mut ns = Namespaces::default();
-    let n = ns.add("q");
-    let exe = std::env::current_exe().expect("test binary");
-    let exe = exe.to_str().expect("test binary path is UTF-8");
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &n,
-            "setpriv",
-            "--bounding-set=-net_raw,-net_admin",
-            "--inh-caps=-net_raw,-net_admin",
-            exe,
-            "--exact",
-            "missing_capability_is_named",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .expect("run the child under setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rerun_under_setpriv("missing_capability_is_named", CHILD, "-net_raw,-net_admin");
     let line = stdout
         .lines()
         .find_map(|l| l.split_once("CHILD-ERROR ").map(|(_, e)| e))
@@ -528,34 +501,47 @@ fn net_raw_alone_is_enough() {
         }
         panic!("no frame captured with CAP_NET_RAW alone");
     }
+    let stdout = rerun_under_setpriv("net_raw_alone_is_enough", CHILD, "-all,+net_raw");
+    assert!(stdout.contains("CHILD-CAPTURED"), "{stdout}");
+}
+
+/// Runs the test `name` again (with `child_env` set) in a fresh network namespace under
+/// `setpriv`, its bounding and inheritable capability sets changed by `caps` (setpriv's syntax),
+/// and returns what it printed; panics when it failed.
+fn rerun_under_setpriv(name: &str, child_env: &str, caps: &str) -> String {
     require_root();
     let mut ns = Namespaces::default();
-    let n = ns.add("r");
+    let n = ns.add("cap");
     let exe = std::env::current_exe().expect("test binary");
     let exe = exe.to_str().expect("test binary path is UTF-8");
+    let (bounding, inheritable) = (
+        format!("--bounding-set={caps}"),
+        format!("--inh-caps={caps}"),
+    );
     let out = Command::new("ip")
         .args([
             "netns",
             "exec",
             &n,
             "setpriv",
-            "--bounding-set=-all,+net_raw",
-            "--inh-caps=-all,+net_raw",
+            &bounding,
+            &inheritable,
             exe,
             "--exact",
-            "net_raw_alone_is_enough",
+            name,
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD, "1")
+        .env(child_env, "1")
         .output()
         .expect("run the child under setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        out.status.success() && stdout.contains("CHILD-CAPTURED"),
+        out.status.success(),
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
 }
 
 /// The port of [`net_raw_alone_is_enough`]'s connection (in its own namespace).
