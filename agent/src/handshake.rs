@@ -920,10 +920,18 @@ impl Handshake {
         }
 
         // The negotiation table says one side closes, and one did before any TLS or login answer
-        // (a client may still push its ClientHello or LOGIN7 into the half-closed connection).
+        // (a client may still push its ClientHello or LOGIN7 into the half-closed connection,
+        // before or after the server's FIN crosses it on the wire: a server that closes without
+        // a word of TLS after settings it refuses closed on those settings, whichever came first).
         let closed_at_prelogin = self.close_stage.is_some_and(|st| st <= Stage::Prelogin);
+        let server_tls = self.server_hello.is_some()
+            || self
+                .alerts
+                .as_ref()
+                .is_some_and(|a| a.0.iter().any(|x| x.0 == Side::Server));
+        let server_closed_silently = c.side == Side::Server && !server_tls;
         if self.encryption_mismatch()
-            && (closed_at_prelogin || self.client_hello.is_none())
+            && (closed_at_prelogin || self.client_hello.is_none() || server_closed_silently)
             && !self.f.answered()
         {
             let name = |p: Option<&Prelogin>| Self::setting(p).map_or("?", |e| e.as_str());
@@ -2011,6 +2019,35 @@ mod tests {
             .tcp(TcpEvent::Fin(C));
         let v = r.finish(EndCause::Closed);
         assert_eq!(v.reason, Some(Reason::EncryptionMismatch), "{}", v.evidence);
+    }
+
+    #[test]
+    fn encryption_mismatch_when_the_client_hello_beats_the_server_fin() {
+        // The same, but the ClientHello reaches the wire before the server's FIN (a race seen
+        // with tsql on loopback): the server still closed on the settings, without a word of TLS.
+        let mut r = Run::new(true);
+        r.connect()
+            .prelogin(2, 3)
+            .client_hello(tls::TLS12)
+            .tcp(TcpEvent::Fin(S))
+            .tcp(TcpEvent::Fin(C));
+        let v = r.finish(EndCause::Closed);
+        assert_eq!(v.reason, Some(Reason::EncryptionMismatch), "{}", v.evidence);
+        // A server that answers the ClientHello in TLS (here an alert) is judged by its TLS.
+        let mut r = Run::new(true);
+        r.connect()
+            .prelogin(2, 3)
+            .client_hello(tls::TLS12)
+            .tls(
+                S,
+                TlsEvent::Alert {
+                    level: Some(2),
+                    description: Some(40),
+                },
+            )
+            .tcp(TcpEvent::Fin(S));
+        let v = r.finish(EndCause::Closed);
+        assert_ne!(v.reason, Some(Reason::EncryptionMismatch), "{}", v.evidence);
     }
 
     #[test]
