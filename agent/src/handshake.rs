@@ -801,6 +801,15 @@ impl Handshake {
         }
     }
 
+    /// The server sent TLS: a ServerHello, or an alert in clear.
+    fn server_spoke_tls(&self) -> bool {
+        self.server_hello.is_some()
+            || self
+                .alerts
+                .as_ref()
+                .is_some_and(|a| a.0.iter().any(|x| x.0 == Side::Server))
+    }
+
     /// PRELOGIN settings that the negotiation table says end the connection.
     fn encryption_mismatch(&self) -> bool {
         match (
@@ -885,21 +894,17 @@ impl Handshake {
         };
 
         // TDS 8.0 strict client, and the server did not answer in TLS.
-        if self.mode == Mode::Tds8Strict {
-            let server_tls = self.server_hello.is_some()
-                || self
-                    .alerts
-                    .as_ref()
-                    .is_some_and(|a| a.0.iter().any(|x| x.0 == Side::Server));
-            if !server_tls && (self.f.server_payload() || c.side == Side::Server) {
-                return (
-                    Reason::StrictMismatch,
-                    format!(
-                        "TDS 8.0 client (ClientHello first) and the server did not answer in TLS; {}",
-                        self.close_text(c)
-                    ),
-                );
-            }
+        if self.mode == Mode::Tds8Strict
+            && !self.server_spoke_tls()
+            && (self.f.server_payload() || c.side == Side::Server)
+        {
+            return (
+                Reason::StrictMismatch,
+                format!(
+                    "TDS 8.0 client (ClientHello first) and the server did not answer in TLS; {}",
+                    self.close_text(c)
+                ),
+            );
         }
         // PRELOGIN sent, and the server answered in TLS instead: a strict-only server.
         if self.mode == Mode::Tds7
@@ -924,12 +929,7 @@ impl Handshake {
         // before or after the server's FIN crosses it on the wire: a server that closes without
         // a word of TLS after settings it refuses closed on those settings, whichever came first).
         let closed_at_prelogin = self.close_stage.is_some_and(|st| st <= Stage::Prelogin);
-        let server_tls = self.server_hello.is_some()
-            || self
-                .alerts
-                .as_ref()
-                .is_some_and(|a| a.0.iter().any(|x| x.0 == Side::Server));
-        let server_closed_silently = c.side == Side::Server && !server_tls;
+        let server_closed_silently = c.side == Side::Server && !self.server_spoke_tls();
         if self.encryption_mismatch()
             && (closed_at_prelogin || self.client_hello.is_none() || server_closed_silently)
             && !self.f.answered()
@@ -2033,7 +2033,8 @@ mod tests {
             .tcp(TcpEvent::Fin(C));
         let v = r.finish(EndCause::Closed);
         assert_eq!(v.reason, Some(Reason::EncryptionMismatch), "{}", v.evidence);
-        // A server that answers the ClientHello in TLS (here an alert) is judged by its TLS.
+        // A server that answers the ClientHello in TLS is judged by its TLS: handshake_failure
+        // to the ClientHello is no common suite.
         let mut r = Run::new(true);
         r.connect()
             .prelogin(2, 3)
@@ -2047,7 +2048,7 @@ mod tests {
             )
             .tcp(TcpEvent::Fin(S));
         let v = r.finish(EndCause::Closed);
-        assert_ne!(v.reason, Some(Reason::EncryptionMismatch), "{}", v.evidence);
+        assert_eq!(v.reason, Some(Reason::NoCommonCipher), "{}", v.evidence);
     }
 
     #[test]

@@ -189,6 +189,11 @@ struct CertificateLabels {
     key_bits: String,
 }
 
+/// `tdswatch_parse_errors_total{layer}` values, in [`RunSummary`]'s order: decode, tds, tls.
+const PARSE_LAYERS: [&str; 3] = ["decode", "tds", "tls"];
+/// `tdswatch_evicted_connections_total{cause}` values: capacity, memory.
+const EVICTION_CAUSES: [&str; 2] = ["capacity", "memory"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LayerLabels {
     layer: &'static str,
@@ -367,7 +372,7 @@ impl Metrics {
             self.connections_open.clone(),
         );
         let run = &self.run;
-        let counters: [(&str, &str, &Counter); 8] = [
+        let counters: [(&str, &str, &Counter); 9] = [
             ("tdswatch_frames", "Frames read", &run.frames),
             (
                 "tdswatch_tcp_segments",
@@ -405,18 +410,18 @@ impl Metrics {
                 "Flows on a watched port that were not TDS 7+",
                 &run.non_tds_flows,
             ),
+            (
+                "tdswatch_dropped_segments",
+                "Segments tdswatch itself discarded after capture (too far outside their stream's \
+                 window); there is no queue between the capture ring and the pipeline",
+                &run.dropped_segments,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
         }
-        r.register(
-            "tdswatch_dropped_segments",
-            "Segments tdswatch itself discarded after capture (too far outside their stream's \
-             window); there is no queue between the capture ring and the pipeline",
-            run.dropped_segments.clone(),
-        );
         // Every label value exists from the start, at 0, so rate() and alerts see the first one.
-        for layer in ["decode", "tds", "tls"] {
+        for layer in PARSE_LAYERS {
             let _ = run.parse_errors.get_or_create(&LayerLabels { layer });
         }
         r.register(
@@ -425,7 +430,7 @@ impl Metrics {
              tls (records or messages that did not parse)",
             run.parse_errors.clone(),
         );
-        for cause in ["capacity", "memory"] {
+        for cause in EVICTION_CAUSES {
             let _ = run.evicted.get_or_create(&CauseLabels { cause });
         }
         r.register(
@@ -670,12 +675,8 @@ impl Metrics {
         r.frames.inc_by(s.frames);
         r.tcp_segments.inc_by(s.tcp_segments);
         r.not_tcp.inc_by(s.not_tcp);
-        let layers = [
-            ("decode", s.decode_errors),
-            ("tds", s.tds_parse_errors),
-            ("tls", s.tls_parse_errors),
-        ];
-        for (layer, n) in layers {
+        let layers = [s.decode_errors, s.tds_parse_errors, s.tls_parse_errors];
+        for (layer, n) in PARSE_LAYERS.into_iter().zip(layers) {
             r.parse_errors
                 .get_or_create(&LayerLabels { layer })
                 .inc_by(n);
@@ -685,10 +686,8 @@ impl Metrics {
         r.retransmissions.inc_by(s.retransmissions);
         r.gaps.inc_by(s.gaps);
         r.non_tds_flows.inc_by(s.non_tds_flows);
-        for (cause, n) in [
-            ("capacity", s.evicted_capacity),
-            ("memory", s.evicted_memory),
-        ] {
+        let evicted = [s.evicted_capacity, s.evicted_memory];
+        for (cause, n) in EVICTION_CAUSES.into_iter().zip(evicted) {
             r.evicted.get_or_create(&CauseLabels { cause }).inc_by(n);
         }
         r.dropped_segments.inc_by(s.dropped_segments);
